@@ -1,0 +1,28 @@
+"""The `kurdish-tts` command: one entry point whose subcommands are the package's scripts.
+
+`kurdish-tts prepare ...` runs exactly what `python scripts/prepare_data.py ...` runs: every script in `scripts/`
+is a shim over a module here, so the console command and the scripts cannot drift apart.
+"""
+
+import importlib
+import sys
+
+# subcommand -> module under kurdish_tts.cli; each module has `main(argv) -> int`.
+COMMANDS = {
+    "prepare": "prepare_data",
+    "validate": "validate_data",
+    "make-demo-corpus": "make_demo_corpus",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print("usage: kurdish-tts {" + ",".join(COMMANDS) + "} [options]\n\nRun `kurdish-tts COMMAND --help` for its options.")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"kurdish-tts: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"kurdish_tts.cli.{COMMANDS[command]}")
+    return module.main(rest)
