@@ -15,10 +15,22 @@ COMMANDS = {
 }
 
 
+def parse_arguments(parser, argv: list[str] | None):
+    """Parse dataclasses from a single YAML recipe (`cmd recipe.yaml`) or from command-line flags."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(argv[0])
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
-        print("usage: kurdish-tts {" + ",".join(COMMANDS) + "} [options]\n\nRun `kurdish-tts COMMAND --help` for its options.")
+        print(
+            "usage: kurdish-tts {"
+            + ",".join(COMMANDS)
+            + "} [options]\n\nRun `kurdish-tts COMMAND --help` for its options."
+        )
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

@@ -115,7 +115,7 @@ def load_ljspeech(directory: str | os.PathLike, *, default_speaker: str = DEFAUL
     rows: dict[str, list] = {"id": [], "audio": [], "text": [], "speaker": []}
     seen: Counter = Counter()
     with metadata.open(encoding="utf-8-sig", newline="") as handle:
-        for line_number, line in enumerate(handle, start=1):
+        for line in handle:
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
