@@ -123,7 +123,6 @@ class TestVitsDiscriminatorConfig:
             ({"scale_discriminator_groups": [1, 3, 4, 1]}, "divisible"),
             ({"leaky_relu_slope": 0.0}, r"\(0, 1\)"),
             ({"use_spectral_norm": "yes"}, "must be a bool"),
-            ({"initializer_range": -0.02}, "positive"),
         ],
     )
     def test_config_rejects_invalid_arguments(self, kwargs, message):
@@ -220,7 +219,10 @@ class TestVitsDiscriminator:
                 # Weight norm starts at g = ||v||, so the effective weight is the normal draw itself.
                 torch.testing.assert_close(module.weight, module.parametrizations.weight.original1)
         weights = discriminator.scale_discriminator.convs[-2].weight  # the largest tiny layer: 16 x 16 x 41 / 4
-        assert weights.std().item() == pytest.approx(config.initializer_range, rel=0.1)
+        # He init for leaky ReLU: std = sqrt(2 / (1 + slope^2)) / sqrt(fan_in), fan_in = in_channels / groups * kernel.
+        fan_in = weights.shape[1] * weights.shape[2]
+        expected = (2 / (1 + config.leaky_relu_slope**2)) ** 0.5 / fan_in**0.5
+        assert weights.std().item() == pytest.approx(expected, rel=0.1)
 
 
 class TestDiscriminatorPersistence:
@@ -279,7 +281,7 @@ class TestDiscriminatorPersistence:
     def test_load_discriminator_compares_every_config_field(self):
         # A field added to the config but not to this tuple would slip through the mismatch check.
         fields = set(inspect.signature(VitsDiscriminatorConfig.__init__).parameters) - {"self", "kwargs"}
-        assert set(_ARCHITECTURE_FIELDS) == fields - {"initializer_range"}
+        assert set(_ARCHITECTURE_FIELDS) == fields
 
     def test_load_discriminator_rejects_weights_that_do_not_fit(self, discriminator, tmp_dir):
         save_discriminator(discriminator, tmp_dir)

@@ -55,9 +55,6 @@ class VitsDiscriminatorConfig(PretrainedConfig):
         use_spectral_norm (`bool`, *optional*, defaults to `False`):
             Whether to wrap every convolution in spectral norm instead of weight norm. VITS uses weight norm for all
             sub-discriminators (HiFi-GAN used spectral norm on its raw-audio scale discriminator only).
-        initializer_range (`float`, *optional*, defaults to `0.02`):
-            Standard deviation of the normal distribution the convolution weights are drawn from; biases start at
-            zero. With weight norm the magnitude starts at the norm of that draw, so the effective weights follow it.
 
     Example:
 
@@ -86,7 +83,6 @@ class VitsDiscriminatorConfig(PretrainedConfig):
         scale_discriminator_groups: list[int] | tuple[int, ...] = (1, 4, 16, 64, 256, 1),
         leaky_relu_slope: float = 0.1,
         use_spectral_norm: bool = False,
-        initializer_range: float = 0.02,
         **kwargs,
     ):
         # Tuples as defaults avoid shared mutable defaults; lists are stored so that a config compares equal to its
@@ -101,7 +97,6 @@ class VitsDiscriminatorConfig(PretrainedConfig):
         self.scale_discriminator_groups = _as_list(scale_discriminator_groups)
         self.leaky_relu_slope = leaky_relu_slope
         self.use_spectral_norm = use_spectral_norm
-        self.initializer_range = initializer_range
         # Fields are set before `super().__init__`, which may run validators on a complete instance.
         super().__init__(**kwargs)
         self.validate_architecture()
@@ -169,8 +164,6 @@ class VitsDiscriminatorConfig(PretrainedConfig):
             raise ValueError(f"`leaky_relu_slope` must be a float in (0, 1), got {self.leaky_relu_slope!r}.")
         if not isinstance(self.use_spectral_norm, bool):
             raise ValueError(f"`use_spectral_norm` must be a bool, got {self.use_spectral_norm!r}.")
-        if not _is_real(self.initializer_range) or not self.initializer_range > 0:
-            raise ValueError(f"`initializer_range` must be a positive float, got {self.initializer_range!r}.")
 
 
 def _as_list(values):

@@ -20,7 +20,7 @@ from .configuration_discriminator import VitsDiscriminatorConfig
 DISCRIMINATOR_WEIGHTS_NAME = "discriminator.safetensors"
 DISCRIMINATOR_CONFIG_NAME = "discriminator_config.json"
 
-# Config fields that change the network or its outputs; `initializer_range` only matters before weights are loaded.
+# Config fields that change the network or its outputs.
 _ARCHITECTURE_FIELDS = (
     "periods",
     "period_discriminator_channels",
@@ -218,7 +218,12 @@ class VitsDiscriminator(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module):
-        """Normal(0, `initializer_range`) for every convolution weight, zeros for its bias."""
+        """He (Kaiming) normal init for leaky-ReLU stacks on every convolution weight, zeros for its bias.
+
+        A fixed small std such as 0.02 shrinks the signal through the scale discriminator's narrow first layers
+        (fan-in 15) until the first logits are ~1e-4 and the feature-matching loss starts near zero; He init keeps the
+        activation variance roughly constant through the stack, as PyTorch's default init did in VITS and HiFi-GAN.
+        """
         # The stock initializer would write to `module.weight`, which a parametrized conv recomputes on every access;
         # the trainable tensors live in `module.parametrizations.weight`.
         if not isinstance(module, (nn.Conv1d, nn.Conv2d)):
@@ -226,10 +231,11 @@ class VitsDiscriminator(PreTrainedModel):
         if module.bias is not None:
             init.zeros_(module.bias)
         weight = module.parametrizations.weight
+        slope = self.config.leaky_relu_slope
         if self.config.use_spectral_norm:
-            init.normal_(weight.original, std=self.config.initializer_range)
+            init.kaiming_normal_(weight.original, a=slope, nonlinearity="leaky_relu")
             return
-        init.normal_(weight.original1, std=self.config.initializer_range)
+        init.kaiming_normal_(weight.original1, a=slope, nonlinearity="leaky_relu")
         # g = ||v|| makes the effective weight g * v / ||v|| the normal draw itself.
         direction_norm = torch.linalg.vector_norm(
             weight.original1, dim=tuple(range(1, weight.original1.dim())), keepdim=True
@@ -310,7 +316,7 @@ def load_discriminator(
             Directory holding `discriminator.safetensors` and, normally, `discriminator_config.json`.
         config ([`VitsDiscriminatorConfig`], *optional*):
             Architecture the caller expects. When `discriminator_config.json` exists as well, both must agree on every
-            field but `initializer_range`. Defaults to the saved config.
+            field. Defaults to the saved config.
 
     Returns:
         [`VitsDiscriminator`] or `None`: the loaded model in training mode, or `None` when `model_dir` has no
