@@ -124,15 +124,20 @@ def linear_spectrogram(waveform: torch.Tensor, config: MelConfig) -> torch.Tenso
     squeeze = waveform.dim() == 1
     if squeeze:
         waveform = waveform.unsqueeze(0)
-    # The STFT is numerically sensitive (squared magnitudes of fp16 overflow), so it always runs in float32.
-    waveform = waveform.float()
+    # The STFT is numerically sensitive (squared magnitudes of fp16 overflow), so it always runs in float32, also
+    # inside a mixed-precision autocast region.
+    with torch.autocast(waveform.device.type, enabled=False):
+        magnitude = _linear_spectrogram(waveform.float(), config)
+    return magnitude.squeeze(0) if squeeze else magnitude
+
+
+def _linear_spectrogram(waveform: torch.Tensor, config: MelConfig) -> torch.Tensor:
     pad = (config.n_fft - config.hop_length) // 2
     # Reflection padding needs at least pad + 1 samples; shorter clips (a few ms) fall back to zero padding.
     mode = "reflect" if waveform.shape[-1] > pad else "constant"
     padded = torch.nn.functional.pad(waveform.unsqueeze(1), (pad, pad), mode=mode).squeeze(1)
     if padded.shape[-1] < config.n_fft:
-        empty = waveform.new_zeros(waveform.shape[0], config.spectrogram_bins, 0)
-        return empty.squeeze(0) if squeeze else empty
+        return waveform.new_zeros(waveform.shape[0], config.spectrogram_bins, 0)
     stft = torch.stft(
         padded,
         n_fft=config.n_fft,
@@ -143,15 +148,16 @@ def linear_spectrogram(waveform: torch.Tensor, config: MelConfig) -> torch.Tenso
         return_complex=True,
     )
     # The epsilon keeps the sqrt differentiable at exact zeros (silence).
-    magnitude = torch.sqrt(stft.real.square() + stft.imag.square() + 1e-6)
-    return magnitude.squeeze(0) if squeeze else magnitude
+    return torch.sqrt(stft.real.square() + stft.imag.square() + 1e-6)
 
 
 def spectrogram_to_mel(spectrogram: torch.Tensor, config: MelConfig) -> torch.Tensor:
     """Linear magnitudes `(..., spectrogram_bins, frames)` → natural-log mel `(..., n_mels, frames)`."""
     basis = mel_filterbank(config, spectrogram.device)
-    mel = torch.matmul(basis, spectrogram.float())
-    return torch.log(torch.clamp(mel, min=config.log_clamp))
+    # Under autocast the matmul would run in half precision, and log of an fp16 underflow is -inf.
+    with torch.autocast(spectrogram.device.type, enabled=False):
+        mel = torch.matmul(basis, spectrogram.float())
+        return torch.log(torch.clamp(mel, min=config.log_clamp))
 
 
 def mel_spectrogram(waveform: torch.Tensor, config: MelConfig) -> torch.Tensor:
