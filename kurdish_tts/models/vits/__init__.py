@@ -1,0 +1,18 @@
+"""VITS training pieces: the training forward over stock `VitsModel`, discriminator, alignment search, losses."""
+
+from .configuration_discriminator import VitsDiscriminatorConfig
+from .modeling_discriminator import VitsDiscriminator, VitsDiscriminatorOutput, load_discriminator, save_discriminator
+from .modeling_vits_training import MODEL_SIZES, VitsForTraining, VitsTrainingOutput
+from .monotonic_align import maximum_path
+
+__all__ = [
+    "MODEL_SIZES",
+    "VitsDiscriminator",
+    "VitsDiscriminatorConfig",
+    "VitsDiscriminatorOutput",
+    "VitsForTraining",
+    "VitsTrainingOutput",
+    "load_discriminator",
+    "maximum_path",
+    "save_discriminator",
+]
