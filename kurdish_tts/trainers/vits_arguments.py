@@ -1,0 +1,88 @@
+"""`VitsTrainingArguments`: a `TrainingArguments` subclass with the VITS loss weights and GAN options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class VitsTrainingArguments(TrainingArguments):
+    r"""
+    Configuration of a `VitsTrainer` run. Everything `TrainingArguments` offers works as usual (gradient accumulation,
+    `fp16`/`bf16`, `max_grad_norm`, `train_sampling_strategy="group_by_length"`, dataloader workers, DDP under
+    `accelerate launch`, `resume_from_checkpoint`).
+
+    > Parameters that control the losses
+
+    loss_weight_mel (`float`, *optional*, defaults to `45.0`):
+        Weight of the L1 mel reconstruction loss (VITS: 45).
+    loss_weight_kl (`float`, *optional*, defaults to `1.0`):
+        Weight of the KL term between posterior and aligned prior.
+    loss_weight_duration (`float`, *optional*, defaults to `1.0`):
+        Weight of the stochastic duration predictor's negative log-likelihood.
+    loss_weight_gen (`float`, *optional*, defaults to `1.0`):
+        Weight of the generator's least-squares adversarial term.
+    loss_weight_fm (`float`, *optional*, defaults to `1.0`):
+        Weight of the feature-matching term (which already carries HiFi-GAN's factor 2).
+    loss_weight_disc (`float`, *optional*, defaults to `1.0`):
+        Weight of the discriminator's least-squares loss.
+
+    > Parameters that control the model and the discriminator
+
+    segment_frames (`int`, *optional*):
+        Frames per decoder training segment (VITS: 32 frames = 8192 samples at hop 256); the model's value when unset.
+    discriminator_learning_rate (`float`, *optional*):
+        Peak learning rate of the discriminator's parameter group; `learning_rate` when unset. The scheduler scales
+        both groups alike.
+    discriminator_warmup_steps (`int`, *optional*, defaults to `0`):
+        Train only the discriminator for this many optimizer steps (the generator runs without gradients). Useful
+        when fine-tuning a checkpoint that ships without a discriminator (all MMS checkpoints): a freshly initialized
+        discriminator otherwise feeds the pretrained generator noise-driven adversarial gradients.
+    pad_to_multiple_of (`int`, *optional*):
+        Round padded text and frame lengths up to a multiple of this, so that kernels see fewer distinct shapes.
+
+    NOTE: defaults changed from `TrainingArguments`: `learning_rate` 2e-4, `adam_beta1` 0.8, `adam_beta2` 0.99,
+    `adam_epsilon` 1e-9 (the VITS optimizer), `length_column_name` `"num_frames"` (the prepared cache's length column
+    for `train_sampling_strategy="group_by_length"`), `remove_unused_columns` stays on (the trainer names the audio
+    columns it needs, so they are not dropped), `logging_steps` 10.
+    """
+
+    loss_weight_mel: float = field(default=45.0, metadata={"help": "Weight of the L1 mel reconstruction loss."})
+    loss_weight_kl: float = field(default=1.0, metadata={"help": "Weight of the KL loss."})
+    loss_weight_duration: float = field(default=1.0, metadata={"help": "Weight of the duration NLL."})
+    loss_weight_gen: float = field(default=1.0, metadata={"help": "Weight of the generator adversarial loss."})
+    loss_weight_fm: float = field(default=1.0, metadata={"help": "Weight of the feature-matching loss."})
+    loss_weight_disc: float = field(default=1.0, metadata={"help": "Weight of the discriminator loss."})
+    segment_frames: int | None = field(
+        default=None, metadata={"help": "Frames per decoder training segment (default: the model's)."}
+    )
+    discriminator_learning_rate: float | None = field(
+        default=None, metadata={"help": "Peak learning rate of the discriminator (default: learning_rate)."}
+    )
+    discriminator_warmup_steps: int = field(
+        default=0, metadata={"help": "Optimizer steps that train only the discriminator, generator frozen."}
+    )
+    pad_to_multiple_of: int | None = field(
+        default=None, metadata={"help": "Pad text and frame lengths to a multiple of this."}
+    )
+
+    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (VITS: 2e-4)."})
+    adam_beta1: float = field(default=0.8, metadata={"help": "AdamW beta1 (VITS: 0.8)."})
+    adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2 (VITS: 0.99)."})
+    adam_epsilon: float = field(default=1e-9, metadata={"help": "AdamW epsilon (VITS: 1e-9)."})
+    length_column_name: str = field(
+        default="num_frames", metadata={"help": "Length column for length-grouped sampling."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("mel", "kl", "duration", "gen", "fm", "disc"):
+            if getattr(self, f"loss_weight_{name}") < 0:
+                raise ValueError(f"loss_weight_{name} must be >= 0, got {getattr(self, f'loss_weight_{name}')}")
+        if self.segment_frames is not None and self.segment_frames < 1:
+            raise ValueError(f"segment_frames must be positive, got {self.segment_frames}")
+        if self.discriminator_warmup_steps < 0:
+            raise ValueError(f"discriminator_warmup_steps must be >= 0, got {self.discriminator_warmup_steps}")
