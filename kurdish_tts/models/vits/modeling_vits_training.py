@@ -14,8 +14,8 @@ decoder — in the order of the VITS paper (arXiv 2106.06103, section 2):
 The discriminator lives inside this module on purpose (the "one module, one optimizer" GAN update): the Trainer's
 optimizer, gradient accumulation, mixed precision, DDP and checkpointing then cover both networks with no extra
 machinery. The discriminator loss sees the generated audio detached; the generator's adversarial and feature-matching
-terms run the discriminator with its parameters excluded from autograd, so they push gradients into the generator
-only. What is saved is a stock `VitsModel` directory (loadable without this package) plus `discriminator.safetensors`.
+terms run the discriminator with detached parameters (`torch.func.functional_call`), so they push gradients into the
+generator only. What is saved is a stock `VitsModel` directory (loadable without this package) plus `discriminator.safetensors`.
 """
 
 from __future__ import annotations
@@ -201,6 +201,19 @@ def duration_negative_log_likelihood(
         return nll + log_q
 
 
+def _start_from_standard_normal(vits: VitsModel) -> None:
+    """Shrink the layers that output the prior's and the posterior's (mean, log-stddev), so both start near N(0, 1).
+
+    transformers initializes these 1x1 convolutions He-normal, which makes the log-stddevs of a fresh model range
+    over about ±4: the first KL term is then ~7e4 per frame (measured at MMS size, 57 after this), which collapses the
+    fp16 loss scale within a few steps. A small non-zero std (outputs of about ±0.15 at MMS size) rather than zeros
+    keeps a gradient flowing into the encoders below from the first step.
+    """
+    for projection in (vits.text_encoder.project, vits.posterior_encoder.conv_proj):
+        nn.init.normal_(projection.weight, std=0.01)
+        nn.init.zeros_(projection.bias)
+
+
 class VitsForTraining(nn.Module):
     """A stock `VitsModel` (the generator) and a `VitsDiscriminator`, with the VITS training forward.
 
@@ -260,6 +273,7 @@ class VitsForTraining(nn.Module):
             extra["speaker_embedding_size"] = 8
         config = vits_config_for_size(size, vocab_size, **{**extra, **config_kwargs})
         vits = VitsModel(config)
+        _start_from_standard_normal(vits)
         discriminator_config = DISCRIMINATOR_SIZES.get(size, VitsDiscriminatorConfig)()
         return cls(
             vits,
@@ -318,8 +332,9 @@ class VitsForTraining(nn.Module):
         Args:
             input_ids (`torch.LongTensor` of shape `(batch, text_length)`): token ids (blanks interspersed).
             attention_mask (`torch.Tensor` of shape `(batch, text_length)`): 1 on real tokens.
-            waveform (`torch.FloatTensor` of shape `(batch, frames * hop_length)`): target audio in [-1, 1].
-            mel (`torch.FloatTensor` of shape `(batch, n_mels, frames)`): cached target log-mel.
+            waveform (`torch.Tensor` of shape `(batch, frames * hop_length)`): target audio, int16 PCM (as the
+                collator sends it) or float in [-1, 1].
+            mel (`torch.Tensor` of shape `(batch, n_mels, frames)`): cached target log-mel (float16 or float32).
             mel_lengths (`torch.LongTensor` of shape `(batch,)`): valid frames per item.
             speaker_id (`torch.LongTensor` of shape `(batch,)`, *optional*): for multi-speaker models.
             compute_adversarial (`bool`, *optional*, defaults to `True`): run the discriminator (off for a quick
@@ -337,6 +352,9 @@ class VitsForTraining(nn.Module):
         self, input_ids, attention_mask, waveform, mel, mel_lengths, speaker_id
     ) -> VitsTrainingOutput:
         vits, config = self.vits, self.vits.config
+        if not waveform.is_floating_point():
+            waveform = waveform.float() / 32767.0
+        mel = mel.float()
         frames = mel.shape[-1]
         text_mask = attention_mask.unsqueeze(1).float()  # (batch, 1, text)
         frame_mask = sequence_mask(mel_lengths, frames).unsqueeze(1).float()  # (batch, 1, frames)
@@ -398,17 +416,10 @@ class VitsForTraining(nn.Module):
         output.discriminator_loss, _, _ = losses.discriminator_loss(real.logits, fake.logits)
         if not generator_terms:
             return
-        # A second pass with the discriminator's parameters excluded from autograd: the generator's terms then
-        # reach the generator through the audio, and no discriminator gradient is computed for them at all.
-        parameters = list(self.discriminator.parameters())
-        flags = [p.requires_grad for p in parameters]
-        for parameter in parameters:
-            parameter.requires_grad_(False)
-        try:
-            fake_scores = self.discriminator(generated)
-        finally:
-            for parameter, flag in zip(parameters, flags):
-                parameter.requires_grad_(flag)
+        # A second pass with detached discriminator parameters: the generator's terms reach the generator through the
+        # audio, and no discriminator weight gradient is computed for them at all (half the discriminator backward).
+        detached = {name: parameter.detach() for name, parameter in self.discriminator.named_parameters()}
+        fake_scores = torch.func.functional_call(self.discriminator, detached, (generated,))
         output.adversarial_loss, _ = losses.generator_adversarial_loss(fake_scores.logits)
         real_features = [[feature.detach() for feature in maps] for maps in real.feature_maps]
         output.feature_matching_loss = losses.feature_matching_loss(real_features, fake_scores.feature_maps)
