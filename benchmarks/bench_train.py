@@ -209,6 +209,9 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true", help="TrainingArguments.torch_compile (end-to-end only)")
     parser.add_argument("--pad_to_multiple_of", type=int, default=None)
     parser.add_argument(
+        "--compile_modules", nargs="*", default=[], help="VitsForTraining.compile_submodules names (e.g. decoder)"
+    )
+    parser.add_argument(
         "--cudnn_benchmark",
         action="store_true",
         help="let cuDNN time algorithms per shape (inflates peak memory with its trial workspaces)",
@@ -228,7 +231,7 @@ def main(argv=None):
     lines = [
         f"{time.strftime('%Y-%m-%d')}, {device_name}, torch {torch.__version__}, size {args.size}, "
         f"mean text {args.text_length} ids, mean {args.frames} frames, {args.workers} loader workers, "
-        f"compile {args.compile}, pad_to_multiple_of {args.pad_to_multiple_of}, cudnn.benchmark {args.cudnn_benchmark}",
+        f"compile {args.compile}, compiled modules {args.compile_modules or 'none'}, pad_to_multiple_of {args.pad_to_multiple_of}, cudnn.benchmark {args.cudnn_benchmark}",
         "",
         "| batch | precision | samples/s | step ms | data wait | peak GiB | final fp16 scale |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -239,6 +242,8 @@ def main(argv=None):
         for precision in args.precisions:
             torch.manual_seed(0)
             model = VitsForTraining.from_size(args.size, tokenizer.vocab_size).to(device)
+            if args.compile_modules:
+                model.compile_submodules(tuple(args.compile_modules))
             rows = max(4 * batch, 64)
             dataset = synthetic_dataset(
                 rows, args.text_length, args.frames, model.mel_config.hop_length, model.mel_config.n_mels, 39
@@ -251,7 +256,7 @@ def main(argv=None):
                 f"{100 * result['data_wait_share']:.1f} % | {result['peak_gib']:.2f} | {scale} |"
             )
             print(lines[-1], flush=True)
-            if not args.skip_breakdown and not args.compile:
+            if not args.skip_breakdown and not args.compile and not args.compile_modules:
                 phases = breakdown(model, dataset, batch, precision, max(args.steps // 2, 5), 3)
                 details.append(
                     f"| {batch} | {precision} | "

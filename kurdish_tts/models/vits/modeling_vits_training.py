@@ -76,6 +76,16 @@ DEFAULT_SEGMENT_FRAMES = {"tiny": 8}
 DISCRIMINATOR_SIZES = {"tiny": VitsDiscriminatorConfig.tiny}
 
 
+COMPILABLE_SUBMODULES = (
+    "decoder",
+    "discriminator",
+    "text_encoder",
+    "posterior_encoder",
+    "flow",
+    "duration_predictor",
+)
+
+
 def vits_config_for_size(size: str, vocab_size: int, **overrides) -> VitsConfig:
     """A `VitsConfig` for a named size with the given vocabulary (`mms`, `small` or `tiny`)."""
     if size not in MODEL_SIZES:
@@ -317,6 +327,20 @@ class VitsForTraining(nn.Module):
     def generator_parameters(self):
         return self.vits.parameters()
 
+    def compile_submodules(self, names: tuple[str, ...] = COMPILABLE_SUBMODULES, **compile_kwargs) -> None:
+        """`torch.compile` the named submodules in place (their state-dict keys stay stock).
+
+        A VITS step is bound by kernel launches, not arithmetic (thousands of small elementwise kernels around the
+        convolutions); compiling fuses them. The decoder and the discriminator always see one segment shape, the
+        encoders see every padded length (pad to a multiple to bound recompilations). Alignment search, STFT and the
+        losses stay eager. `compile_kwargs` go to `nn.Module.compile` (e.g. `dynamic=True`, `mode=...`).
+        """
+        for name in names:
+            if name not in COMPILABLE_SUBMODULES:
+                raise ValueError(f"cannot compile {name!r}; choose from {COMPILABLE_SUBMODULES}")
+            module = self.discriminator if name == "discriminator" else getattr(self.vits, name)
+            module.compile(**compile_kwargs)
+
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -419,7 +443,8 @@ class VitsForTraining(nn.Module):
         # A second pass with detached discriminator parameters: the generator's terms reach the generator through the
         # audio, and no discriminator weight gradient is computed for them at all (half the discriminator backward).
         detached = {name: parameter.detach() for name, parameter in self.discriminator.named_parameters()}
-        fake_scores = torch.func.functional_call(self.discriminator, detached, (generated,))
+        # float32 like the concatenated batch above, so a compiled discriminator sees a single input dtype.
+        fake_scores = torch.func.functional_call(self.discriminator, detached, (generated.float(),))
         output.adversarial_loss, _ = losses.generator_adversarial_loss(fake_scores.logits)
         real_features = [[feature.detach() for feature in maps] for maps in real.feature_maps]
         output.feature_matching_loss = losses.feature_matching_loss(real_features, fake_scores.feature_maps)
