@@ -248,3 +248,22 @@ class TestVitsTrainer:
             trainer.train()
             losses[accumulation] = trainer.state.log_history[0]["loss"]
         assert 0.67 < losses[2] / losses[1] < 1.5, losses
+
+
+def test_offline_hub_failure_names_the_alternatives():
+    with pytest.raises(OSError, match="from_size"):
+        VitsForTraining.from_pretrained("facebook/mms-tts-kmr-script_latin")
+
+
+def test_length_grouped_sampling_and_loader_workers(prepared, tokenizer, tmp_dir):
+    model = tiny_model(tokenizer)
+    args = training_args(
+        tmp_dir,
+        max_steps=2,
+        train_sampling_strategy="group_by_length",
+        dataloader_num_workers=2,
+    )
+    trainer = VitsTrainer(model, args, train_dataset=prepared, processing_class=tokenizer)
+    trainer.train()
+    assert trainer.state.global_step == 2
+    assert type(trainer._get_train_sampler()).__name__ == "LengthGroupedSampler"

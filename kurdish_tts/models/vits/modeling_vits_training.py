@@ -307,7 +307,14 @@ class VitsForTraining(nn.Module):
         Hub MMS checkpoints ship no discriminator; one is then freshly initialized (see the trainer's discriminator
         warm-up). `kwargs` go to `VitsModel.from_pretrained`.
         """
-        vits = VitsModel.from_pretrained(name_or_path, **kwargs)
+        try:
+            vits = VitsModel.from_pretrained(name_or_path, **kwargs)
+        except OSError as error:
+            raise OSError(
+                f"could not load the VITS model {str(name_or_path)!r}: {error}\nOffline? Pass a local model directory "
+                "(e.g. a previous run's best model), or start from a random initialization with "
+                "VitsForTraining.from_size('mms' | 'small' | 'tiny', vocab_size)."
+            ) from error
         discriminator = None
         if os.path.isdir(name_or_path):
             discriminator = load_discriminator(name_or_path, discriminator_config)
