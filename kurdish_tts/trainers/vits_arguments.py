@@ -29,15 +29,33 @@ class VitsTrainingArguments(TrainingArguments):
     loss_weight_disc (`float`, *optional*, defaults to `1.0`):
         Weight of the discriminator's least-squares loss.
 
+    > Parameters that control the GAN update
+
+    gan_update (`str`, *optional*, defaults to `"fused"`):
+        How one optimizer step updates the two networks.
+
+        - `"fused"`: one module, one optimizer, one backward pass. The discriminator loss sees the generated audio
+          detached and the generator terms see the discriminator with its parameters out of autograd, so each network
+          gets exactly its own gradients; the generator is judged by the discriminator as it was *before* this
+          step's update. Works with everything the Trainer offers, DDP included, and costs one discriminator
+          forward pass less per step.
+        - `"alternating"`: VITS's D-then-G order (jaywalnut310/vits). The discriminator has its own AdamW optimizer,
+          learning-rate schedule (same type and warm-up as the main one) and, under fp16, its own gradient scaler; it
+          steps first, and the generator's adversarial and feature-matching terms are then computed with the
+          *updated* discriminator. Single process only (the discriminator runs outside the DDP-wrapped forward).
+
+        `benchmarks/results/gan_update.md` compares the two.
+
     > Parameters that control the model and the discriminator
 
     segment_frames (`int`, *optional*):
         Frames per decoder training segment (VITS: 32 frames = 8192 samples at hop 256); the model's value when unset.
     discriminator_learning_rate (`float`, *optional*):
-        Peak learning rate of the discriminator's parameter group; `learning_rate` when unset. The scheduler scales
-        both groups alike.
+        Peak learning rate of the discriminator (its parameter group with `gan_update="fused"`, its optimizer with
+        `"alternating"`); `learning_rate` when unset. The schedule scales both networks alike.
     discriminator_warmup_steps (`int`, *optional*, defaults to `0`):
-        Train only the discriminator for this many optimizer steps (the generator runs without gradients). Useful
+        Train only the discriminator for this many optimizer steps (the generator runs without gradients), with
+        either `gan_update`. Useful
         when fine-tuning a checkpoint that ships without a discriminator (all MMS checkpoints): a freshly initialized
         discriminator otherwise feeds the pretrained generator noise-driven adversarial gradients.
     pad_to_multiple_of (`int`, *optional*):
@@ -55,6 +73,13 @@ class VitsTrainingArguments(TrainingArguments):
     loss_weight_gen: float = field(default=1.0, metadata={"help": "Weight of the generator adversarial loss."})
     loss_weight_fm: float = field(default=1.0, metadata={"help": "Weight of the feature-matching loss."})
     loss_weight_disc: float = field(default=1.0, metadata={"help": "Weight of the discriminator loss."})
+    gan_update: str = field(
+        default="fused",
+        metadata={
+            "help": "GAN update: 'fused' (one optimizer, one backward) or 'alternating' (VITS's D-then-G steps).",
+            "choices": ["fused", "alternating"],
+        },
+    )
     segment_frames: int | None = field(
         default=None, metadata={"help": "Frames per decoder training segment (default: the model's)."}
     )
@@ -86,3 +111,8 @@ class VitsTrainingArguments(TrainingArguments):
             raise ValueError(f"segment_frames must be positive, got {self.segment_frames}")
         if self.discriminator_warmup_steps < 0:
             raise ValueError(f"discriminator_warmup_steps must be >= 0, got {self.discriminator_warmup_steps}")
+        if self.gan_update not in ("fused", "alternating"):
+            raise ValueError(f"gan_update must be 'fused' or 'alternating', got {self.gan_update!r}")
+        if self.gan_update == "alternating" and self.lr_scheduler_type == "reduce_lr_on_plateau":
+            # The Trainer steps a plateau scheduler with eval metrics, outside any hook the discriminator's copy sees.
+            raise ValueError("gan_update='alternating' does not support lr_scheduler_type='reduce_lr_on_plateau'")

@@ -7,12 +7,16 @@ from collections import defaultdict
 
 import safetensors.torch
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, get_scheduler
+from transformers.utils import logging
 
 from ..data.collators import VITS_COLUMNS, DataCollatorForVits
+from ..models.vits import losses
 from ..models.vits.modeling_discriminator import load_discriminator
 from ..models.vits.modeling_vits_training import VitsForTraining
 from .vits_arguments import VitsTrainingArguments
+
+logger = logging.get_logger(__name__)
 
 LOSS_NAMES = ("mel", "kl", "duration", "gen", "fm", "disc")
 # Output field of `VitsTrainingOutput` behind each loss name.
@@ -24,6 +28,10 @@ _OUTPUT_FIELDS = {
     "fm": "feature_matching_loss",
     "disc": "discriminator_loss",
 }
+# Discriminator states of `gan_update="alternating"`, saved in each checkpoint folder next to the Trainer's own.
+DISCRIMINATOR_OPTIMIZER_NAME = "discriminator_optimizer.pt"
+DISCRIMINATOR_SCHEDULER_NAME = "discriminator_scheduler.pt"
+DISCRIMINATOR_SCALER_NAME = "discriminator_scaler.pt"
 
 
 class _MixedPrecisionMonitor(TrainerCallback):
@@ -66,18 +74,29 @@ class VitsTrainer(Trainer):
         speaker_to_id (`dict[str, int]`, *optional*):
             Speaker label → embedding id for multi-speaker models.
 
-    The GAN update. Generator and discriminator are one module with one optimizer (two parameter groups, so the
-    discriminator can have its own learning rate) and one loss: the weighted sum of the generator terms and the
-    discriminator term. The discriminator term sees the generated audio detached, and the generator's adversarial and
-    feature-matching terms see the discriminator with its parameters out of autograd, so one backward pass gives each
-    network exactly its own gradients. Everything the Trainer does for one optimizer then holds for both networks:
-    gradient accumulation, fp16 loss scaling with a single healthy scaler, clipping, DDP, checkpoint and resume.
-    Compared with VITS's alternating D-then-G steps, the generator sees the discriminator before (not after) this
-    step's update; `benchmarks/README.md` records how the two compare.
+    The GAN update (`args.gan_update`). With `"fused"` (the default), generator and discriminator are one module
+    with one optimizer (two parameter groups, so the discriminator can have its own learning rate) and one loss: the
+    weighted sum of the generator terms and the discriminator term. The discriminator term sees the generated audio
+    detached, and the generator's adversarial and feature-matching terms see the discriminator with its parameters
+    out of autograd, so one backward pass gives each network exactly its own gradients. Everything the Trainer does
+    for one optimizer then holds for both networks: gradient accumulation, fp16 loss scaling with a single healthy
+    scaler, clipping, DDP, checkpoint and resume. The generator sees the discriminator before (not after) this step's
+    update.
+
+    With `"alternating"`, `training_step` follows VITS's D-then-G order: one generator forward, then the
+    discriminator's loss, backward, clipping (`max_grad_norm`), step of its own AdamW optimizer and schedule (and, in
+    fp16, its own `GradScaler`: one scale shared by two optimizers is driven by whichever overflows and collapses),
+    and only then the generator's loss against the updated discriminator, returned to the Trainer, whose optimizer
+    holds the generator's parameters only. The discriminator's optimizer, schedule and scaler states are saved in
+    every checkpoint and restored by `resume_from_checkpoint`. Single process only: the discriminator runs outside
+    the DDP-wrapped forward, so DDP could not synchronize it. `benchmarks/results/gan_update.md` compares the two.
 
     Gradient accumulation. Every loss term is a per-batch mean, so the Trainer must divide by the accumulation steps:
     `model_accepts_loss_kwargs` is False and `loss_is_scaled_for_ga` is False (transformers would otherwise guess from
-    `**kwargs` in a model's forward).
+    `**kwargs` in a model's forward). With `"alternating"`, the discriminator's gradients accumulate over the
+    micro-batches in the same way and it steps on the last micro-batch of each cycle, just before that micro-batch's
+    generator terms; the earlier micro-batches of a cycle are judged by the discriminator of the previous cycle
+    (as with `accelerate`'s `accumulate()` in finetune-hf-vits).
     """
 
     _tag_names = ["kurdish_tts", "vits"]
@@ -94,6 +113,13 @@ class VitsTrainer(Trainer):
         speaker_to_id: dict[str, int] | None = None,
         **kwargs,
     ):
+        # Args
+        if args.gan_update == "alternating" and args.world_size > 1:
+            raise ValueError(
+                f"gan_update='alternating' runs the discriminator outside the DDP-wrapped forward, which DDP cannot "
+                f"synchronize across the {args.world_size} processes of this run: use gan_update='fused' for multi-GPU"
+            )
+
         # Model
         if isinstance(model, str):
             model = VitsForTraining.from_pretrained(model)
@@ -129,6 +155,13 @@ class VitsTrainer(Trainer):
         self.label_names = []
         self.model_accepts_loss_kwargs = False
         self.loss_is_scaled_for_ga = False
+        # `gan_update="alternating"` only: built with the main schedule in `create_scheduler`, when the number of
+        # steps is known. A disabled scaler passes everything through, so the discriminator step has one code path.
+        self._discriminator_optimizer = None
+        self._discriminator_scheduler = None
+        self._discriminator_scaler = torch.amp.GradScaler(
+            self.args.device.type, enabled=self.args.fp16 and self.args.gan_update == "alternating"
+        )
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -138,24 +171,127 @@ class VitsTrainer(Trainer):
     def create_optimizer(self, model=None):
         if self.optimizer is not None:
             return self.optimizer
-        if self.args.discriminator_learning_rate is None:
+        alternating = self.args.gan_update == "alternating"
+        if self.args.discriminator_learning_rate is None and not alternating:
             return super().create_optimizer(model)
         opt_model = self.model if model is None else model
+        # With "alternating" the discriminator has an optimizer of its own (`_create_discriminator_optimizer`).
+        networks = [("vits.", None)]
+        if not alternating:
+            networks.append(("discriminator.", self.args.discriminator_learning_rate))
         decay = set(self.get_decay_parameter_names(opt_model))
         groups = []
-        for prefix, learning_rate in (("vits.", None), ("discriminator.", self.args.discriminator_learning_rate)):
+        for prefix, learning_rate in networks:
             named = [(n, p) for n, p in opt_model.named_parameters() if n.startswith(prefix) and p.requires_grad]
-            for decayed in (True, False):
-                group = {
-                    "params": [p for n, p in named if (n in decay) == decayed],
-                    "weight_decay": self.args.weight_decay if decayed else 0.0,
-                }
-                if learning_rate is not None:
-                    group["lr"] = learning_rate
-                groups.append(group)
+            groups.extend(_decay_groups(named, decay, self.args.weight_decay, learning_rate))
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
         self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        rebuilt = self.lr_scheduler is None
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if self.args.gan_update == "alternating" and (rebuilt or self._discriminator_scheduler is None):
+            self._create_discriminator_optimizer(num_training_steps)
+        return scheduler
+
+    def _create_discriminator_optimizer(self, num_training_steps: int) -> None:
+        """AdamW with the run's betas, epsilon and weight decay, and a schedule of the main one's type and warm-up."""
+        if self._discriminator_optimizer is None:
+            discriminator = self.model.discriminator
+            named = [(n, p) for n, p in discriminator.named_parameters() if p.requires_grad]
+            decay = set(self.get_decay_parameter_names(discriminator))
+            learning_rate = self.args.discriminator_learning_rate
+            self._discriminator_optimizer = torch.optim.AdamW(
+                _decay_groups(named, decay, self.args.weight_decay),
+                lr=self.args.learning_rate if learning_rate is None else learning_rate,
+                betas=(self.args.adam_beta1, self.args.adam_beta2),
+                eps=self.args.adam_epsilon,
+            )
+        self._discriminator_scheduler = get_scheduler(
+            self.args.lr_scheduler_type,
+            optimizer=self._discriminator_optimizer,
+            num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
+            num_training_steps=num_training_steps,
+            scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+        )
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.args.gan_update == "fused":
+            return super().training_step(model, inputs, num_items_in_batch)
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        # Submodules are called directly, past any wrapper's forward (hence single process only).
+        networks = self.accelerator.unwrap_model(model)
+        train_generator = self.state.global_step >= self.args.discriminator_warmup_steps
+        accumulation = self.current_gradient_accumulation_steps
+        metrics = self._metrics["train"]
+        # Accelerate applies mixed precision by patching the prepared model's `forward`, which this path bypasses, so
+        # its autocast is entered explicitly (`compute_loss_context_manager` is empty in recent transformers).
+        with self.compute_loss_context_manager(), self.accelerator.autocast():
+            with torch.set_grad_enabled(train_generator):
+                output = networks._generator_forward(
+                    inputs["input_ids"],
+                    inputs["attention_mask"],
+                    inputs["waveform"],
+                    inputs["mel"],
+                    inputs["mel_lengths"],
+                    inputs.get("speaker_id"),
+                )
+            generated, target = output.generated_waveform, output.target_waveform  # (batch, 1, segment_samples)
+
+            # 1. The discriminator, on real and detached generated audio.
+            scores = networks.discriminator(torch.cat([target, generated.detach()], dim=0))
+            real, fake = scores.chunk(2)
+            discriminator_loss, _, _ = losses.discriminator_loss(real.logits, fake.logits)
+        scaled = self.args.loss_weight_disc * discriminator_loss / accumulation
+        self._discriminator_scaler.scale(scaled).backward()
+        # The Trainer sets `sync_gradients` before every micro-batch (True on the last one of an accumulation cycle,
+        # a short last cycle of an epoch included), in 5.17 as in 5.23: the main optimizer steps on exactly these.
+        if self.accelerator.sync_gradients:
+            self._discriminator_step(networks.discriminator)
+
+        # 2. The generator, judged by the updated discriminator.
+        terms = {"mel": output.mel_loss, "kl": output.kl_loss, "duration": output.duration_loss}
+        if train_generator:
+            with self.compute_loss_context_manager(), self.accelerator.autocast():
+                # Parameters out of autograd: the generator terms reach the generator only, through the audio.
+                detached = {name: p.detach() for name, p in networks.discriminator.named_parameters()}
+                scores = torch.func.functional_call(
+                    networks.discriminator, detached, (torch.cat([target, generated], dim=0),)
+                )
+                real, fake = scores.chunk(2)
+                terms["gen"], _ = losses.generator_adversarial_loss(fake.logits)
+                terms["fm"] = losses.feature_matching_loss(real.feature_maps, fake.feature_maps)
+        loss = sum(getattr(self.args, f"loss_weight_{name}") * term for name, term in terms.items())
+        if train_generator:
+            self.accelerator.backward(loss / accumulation)
+        elif self.accelerator.scaler is not None:
+            # fp16 warm-up: `GradScaler.step` refuses an optimizer none of whose parameters has a gradient ("No inf
+            # checks were recorded"). An exact-zero gradient on one generator tensor satisfies it; AdamW then moves
+            # that tensor by weight decay only.
+            self.accelerator.backward(next(networks.vits.parameters()).sum() * 0.0)
+
+        terms["disc"] = discriminator_loss
+        for name, term in terms.items():
+            metrics[f"loss/{name}"].append(term.detach())
+        # What the Trainer logs as `loss`: the same weighted sum of all terms as with "fused".
+        return (loss.detach() + self.args.loss_weight_disc * discriminator_loss.detach()) / accumulation
+
+    def _discriminator_step(self, discriminator: torch.nn.Module) -> None:
+        optimizer, scaler = self._discriminator_optimizer, self._discriminator_scaler
+        scaler.unscale_(optimizer)
+        max_norm = self.args.max_grad_norm if self.args.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(discriminator.parameters(), max_norm)
+        self._metrics["train"]["grad_norm/disc"].append(grad_norm.detach())
+        scale = scaler.get_scale() if scaler.is_enabled() else None
+        scaler.step(optimizer)
+        scaler.update()
+        # A step the scaler skipped (inf/NaN gradients) lowers the scale; the schedule then waits, as the Trainer's
+        # does for the generator.
+        if scale is None or scaler.get_scale() >= scale:
+            self._discriminator_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
@@ -189,6 +325,8 @@ class VitsTrainer(Trainer):
             scaler = getattr(self.accelerator, "scaler", None)
             if scaler is not None:
                 metrics["amp/loss_scale"] = float(scaler.get_scale())
+            if self._discriminator_scaler.is_enabled():
+                metrics["amp/disc_loss_scale"] = float(self._discriminator_scaler.get_scale())
             metrics["amp/skipped_steps"] = self._precision_monitor.skipped_steps
         # In place: `evaluate()` returns this very dict, so best-model selection can use e.g. `eval_loss/mel`.
         logs.update(metrics)
@@ -205,11 +343,55 @@ class VitsTrainer(Trainer):
         model.save_pretrained(output_dir, tokenizer=self.processing_class)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self._discriminator_optimizer is None or not self.args.should_save:
+            return
+        torch.save(self._discriminator_optimizer.state_dict(), os.path.join(output_dir, DISCRIMINATOR_OPTIMIZER_NAME))
+        torch.save(self._discriminator_scheduler.state_dict(), os.path.join(output_dir, DISCRIMINATOR_SCHEDULER_NAME))
+        if self._discriminator_scaler.is_enabled():
+            torch.save(self._discriminator_scaler.state_dict(), os.path.join(output_dir, DISCRIMINATOR_SCALER_NAME))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None or self._discriminator_optimizer is None:
+            return
+        optimizer_path = os.path.join(checkpoint, DISCRIMINATOR_OPTIMIZER_NAME)
+        if not os.path.isfile(optimizer_path):
+            logger.warning(
+                f"{checkpoint} holds no {DISCRIMINATOR_OPTIMIZER_NAME}: the discriminator's optimizer starts fresh"
+            )
+            return
+        device = self.args.device
+        self._discriminator_optimizer.load_state_dict(
+            torch.load(optimizer_path, map_location=device, weights_only=True)
+        )
+        self._discriminator_scheduler.load_state_dict(
+            torch.load(os.path.join(checkpoint, DISCRIMINATOR_SCHEDULER_NAME), weights_only=True)
+        )
+        scaler_path = os.path.join(checkpoint, DISCRIMINATOR_SCALER_NAME)
+        if self._discriminator_scaler.is_enabled() and os.path.isfile(scaler_path):
+            self._discriminator_scaler.load_state_dict(torch.load(scaler_path, weights_only=True))
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         _load_training_weights(model if model is not None else self.model, resume_from_checkpoint)
 
     def _load_best_model(self) -> None:
         _load_training_weights(self.model, self.state.best_model_checkpoint)
+
+
+def _decay_groups(named_parameters, decay: set[str], weight_decay: float, learning_rate: float | None = None):
+    """Two parameter groups, with and without weight decay (the Trainer's rule), optionally with their own lr."""
+    groups = []
+    for decayed in (True, False):
+        group = {
+            "params": [p for n, p in named_parameters if (n in decay) == decayed],
+            "weight_decay": weight_decay if decayed else 0.0,
+        }
+        if learning_rate is not None:
+            group["lr"] = learning_rate
+        groups.append(group)
+    return groups
 
 
 def _numpy_format(dataset):
