@@ -1,0 +1,372 @@
+"""Time-budgeted training: plan arithmetic, the deadline callback, the probe, and real planned runs on CPU."""
+
+import json
+import os
+import time
+from types import SimpleNamespace
+from unittest.mock import patch
+
+import pytest
+import torch
+from transformers import TrainerControl, TrainerState, TrainingArguments
+
+from kurdish_tts.data import PreprocessConfig, load_ljspeech, prepare_dataset
+from kurdish_tts.data.demo_corpus import DEMO_CORPUS_DIR
+from kurdish_tts.models.vits import VitsForTraining
+from kurdish_tts.text import build_kurmanji_tokenizer
+from kurdish_tts.trainers import VitsTrainer, VitsTrainingArguments, budget
+from kurdish_tts.trainers.budget import (
+    StepTiming,
+    TimeBudgetCallback,
+    TrainingPlan,
+    apply_plan,
+    budget_spent,
+    measure_step_time,
+    plan_remaining,
+    plan_run,
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_kurmanji_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def prepared(tokenizer, tmp_path_factory):
+    mel_config = VitsForTraining.from_size("tiny", tokenizer.vocab_size).mel_config
+    source = load_ljspeech(DEMO_CORPUS_DIR)
+    source.dataset = source.dataset.select(range(6))
+    cache = tmp_path_factory.mktemp("cache")
+    return prepare_dataset(source, tokenizer, PreprocessConfig(mel=mel_config), cache).dataset
+
+
+def tiny_model(tokenizer, seed=0):
+    torch.manual_seed(seed)
+    return VitsForTraining.from_size("tiny", tokenizer.vocab_size)
+
+
+def training_args(tmp_dir, **overrides):
+    values = {
+        "output_dir": str(tmp_dir),
+        "per_device_train_batch_size": 2,
+        "per_device_eval_batch_size": 2,
+        "report_to": "none",
+        "use_cpu": True,
+        "seed": 0,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "disable_tqdm": True,
+    }
+    return VitsTrainingArguments(**{**values, **overrides})
+
+
+def hand_made_timing(**overrides):
+    values = {
+        "seconds_per_step": 0.5,
+        "median_seconds_per_step": 0.5,
+        "samples_per_second": 32.0,
+        "train_batch_size": 16,
+        "steps_per_epoch": 100,
+        "eval_seconds": 30.0,
+        "checkpoint_seconds": 10.0,
+        "save_model_seconds": 5.0,
+        "train_setup_seconds": 15.0,
+        "train_teardown_seconds": 5.0,
+        "probe_seconds": 60.25,
+        "step_seconds": [0.5],
+    }
+    return StepTiming(**{**values, **overrides})
+
+
+def plain_args(tmp_dir, **overrides):
+    values = {"output_dir": str(tmp_dir), "use_cpu": True, "report_to": "none", "save_strategy": "no"}
+    return TrainingArguments(**{**values, **overrides})
+
+
+class TestPlanRun:
+    # All cases: a 3,600 s budget less 2 % (3,528 s), less the 60.25 s probe, the 20 s set-up of `train()` and the
+    # final evaluation and save (30 + 5 s), leaves 3,412.75 s for the steps and the periodic evaluations and
+    # checkpoints (a quarter second away from any step boundary, so that rounding cannot flip a step).
+
+    def test_plan_steps_evaluations_and_checkpoints(self, tmp_dir):
+        args = plain_args(tmp_dir, eval_strategy="steps", eval_steps=1000, save_strategy="steps", save_steps=2000)
+        plan = plan_run(hand_made_timing(), 3600, args=args, num_train_samples=1600)
+        # 6,325 steps: 3,162.5 s; evaluations at 1,000 ... 6,000 and at the last step: 7 x 30 s; checkpoints at 2,000,
+        # 4,000, 6,000 and the last step: 4 x 10 s. 3,162.5 + 210 + 40 = 3,412.5 s; one more step would not fit.
+        assert (plan.steps, plan.num_evaluations, plan.num_checkpoints) == (6325, 7, 4)
+        assert plan.epochs == pytest.approx(63.25)
+        assert plan.predicted_seconds == pytest.approx(20 + 35 + 3412.5)
+        # A late run stopped early still needs: its last checkpoint, the end of `train()` and the final work.
+        assert plan.reserve_seconds == pytest.approx(10 + 5 + 35)
+        assert plan.deadline == pytest.approx(plan.planned_at - 60.25 + 3600)
+        table = plan.to_markdown()
+        assert "| Steps (`max_steps`) | 6,325 |" in table and "| Evaluations | 7 x 30.0 s |" in table
+        assert str(plan) == table
+
+    def test_plan_evaluations_per_epoch(self, tmp_dir):
+        args = plain_args(tmp_dir, eval_strategy="epoch", save_strategy="epoch")
+        plan = plan_run(hand_made_timing(), 3600, args=args, num_train_samples=1600)
+        # 3,785 steps: 1,892.5 s; 38 epoch ends (the 38th after 85 of its 100 steps) with an evaluation and a
+        # checkpoint each: 38 x 40 = 1,520 s. 1,892.5 + 1,520 = 3,412.5 s.
+        assert (plan.steps, plan.num_evaluations, plan.num_checkpoints) == (3785, 38, 38)
+        assert plan.epochs == pytest.approx(37.85)
+
+    def test_plan_without_evaluation_or_checkpoints(self, tmp_dir):
+        timing = hand_made_timing(eval_seconds=0.0)
+        plan = plan_run(timing, 3600, args=plain_args(tmp_dir), num_train_samples=1600, elapsed_seconds=100.25)
+        # 3,528 - 100.25 elapsed - 20 set-up - 5 final save = 3,402.75 s of steps.
+        assert (plan.steps, plan.num_evaluations, plan.num_checkpoints) == (6805, 0, 0)
+
+    def test_resumed_plan_counts_only_its_own_evaluations(self, tmp_dir):
+        args = plain_args(tmp_dir, eval_strategy="steps", eval_steps=1000, save_strategy="steps", save_steps=2000)
+        plan = plan_run(hand_made_timing(), 3600, args=args, num_train_samples=1600, start_step=5500)
+        # The same 3,412.75 s from step 5,500: evaluations at 6,000 ... 11,000 and the last step; checkpoints at
+        # 6,000, 8,000, 10,000 and the last step. 6,325 steps again, ending at 11,825.
+        assert (plan.start_step, plan.steps, plan.num_evaluations, plan.num_checkpoints) == (5500, 11825, 7, 4)
+
+    def test_too_small_a_budget_is_refused(self, tmp_dir):
+        with pytest.raises(ValueError, match=r"--target_hours 0\.01 \(0:00:36\) is shorter than what the run needs"):
+            plan_run(hand_made_timing(), 36, args=plain_args(tmp_dir), num_train_samples=1600)
+
+    def test_plan_survives_a_round_trip_through_json(self, tmp_dir):
+        plan = plan_run(hand_made_timing(), 3600, args=plain_args(tmp_dir), num_train_samples=1600)
+        assert TrainingPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+class FakeClock:
+    def __init__(self, now=0.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def drive(callback, args, clock, *, step_seconds=1.0, eval_every=None, eval_seconds=0.0, max_steps=1000):
+    """Steps the callback like the Trainer does; returns the control and the step it stopped at (or None)."""
+    state = TrainerState(max_steps=max_steps, is_world_process_zero=True)
+    control = TrainerControl()
+    callback.on_train_begin(args, state, control)
+    for step in range(1, max_steps + 1):
+        clock.now += step_seconds
+        state.global_step = step
+        control.should_evaluate = eval_every is not None and step % eval_every == 0
+        control = callback.on_step_end(args, state, control)
+        if control.should_training_stop:
+            return control, step
+        if control.should_evaluate:
+            clock.now += eval_seconds
+            callback.on_evaluate(args, state, control, metrics={})
+            control.should_evaluate = False
+    return control, None
+
+
+class TestTimeBudgetCallback:
+    def test_stops_when_the_deadline_minus_the_reserve_is_reached(self, tmp_dir):
+        clock = FakeClock()
+        callback = TimeBudgetCallback(deadline=100.0, reserve_seconds=10.0, step_seconds=1.0)
+        with patch.object(budget.time, "time", clock):
+            control, stopped = drive(callback, plain_args(tmp_dir, save_strategy="steps"), clock)
+        # After step 90 the clock reads 90 = deadline - reserve: one more 1 s step would eat into the reserve.
+        assert stopped == 90 and clock.now == 90.0
+        assert callback.stopped_early and callback.stopped_at_step == 90
+        assert control.should_save  # the last step is kept as a checkpoint
+
+    def test_follows_the_measured_pace_rather_than_the_planned_one(self, tmp_dir):
+        clock = FakeClock()
+        callback = TimeBudgetCallback(deadline=101.0, reserve_seconds=10.0, step_seconds=1.0)
+        with patch.object(budget.time, "time", clock):
+            control, stopped = drive(callback, plain_args(tmp_dir), clock, step_seconds=3.0)
+        # Steps take 3 s, not the planned 1 s: at 90 s, 90 + 3 + 10 > 101, so it stops at step 30, not at step 31
+        # (93 s), which would finish the final work at 106 s.
+        assert stopped == 30 and callback.expected_step_seconds == 3.0
+        assert not control.should_save  # save_strategy="no": no checkpoint is forced
+
+    def test_counts_the_evaluation_due_at_this_step(self, tmp_dir):
+        clock = FakeClock()
+        callback = TimeBudgetCallback(deadline=100.0, reserve_seconds=10.0, step_seconds=1.0, eval_seconds=15.0)
+        with patch.object(budget.time, "time", clock):
+            control, stopped = drive(callback, plain_args(tmp_dir), clock, eval_every=30, eval_seconds=15.0)
+        # The evaluation at step 30 moves the clock from 30 to 45 s. At step 60 (75 s), going on means the
+        # evaluation due now, then a step: 75 + 15 + 1 + 10 > 100, so it stops there rather than at step 74 (89 s).
+        assert stopped == 60
+        # ... and skips that evaluation (the script's final one follows at once), at the step and at the epoch end.
+        assert not control.should_evaluate
+        control.should_evaluate = control.should_save = True
+        callback.on_epoch_end(plain_args(tmp_dir), TrainerState(), control)
+        assert not control.should_evaluate and not control.should_save
+        # The step after an evaluation is no step time.
+        assert callback.expected_step_seconds == 1.0 and callback.eval_seconds == 15.0
+
+    def test_a_run_on_time_ends_at_max_steps(self, tmp_dir):
+        clock = FakeClock()
+        callback = TimeBudgetCallback(deadline=100.0, reserve_seconds=10.0)
+        with patch.object(budget.time, "time", clock):
+            control, stopped = drive(callback, plain_args(tmp_dir), clock, max_steps=50)
+        assert stopped is None and not callback.stopped_early and not control.should_training_stop
+
+
+def _step_on_two_processes(rank, init_file, out_dir):
+    """One `on_step_end` per process of a 2-process gloo group, where only process 1 is late."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        clock = FakeClock(now=50.0 if rank == 0 else 95.0)
+        callback = TimeBudgetCallback(deadline=100.0, reserve_seconds=10.0, step_seconds=1.0)
+        # A stand-in for `TrainingArguments`, whose device set-up would start a distributed state of its own.
+        args = SimpleNamespace(device=torch.device("cpu"), save_strategy="no", should_log=False)
+        state = TrainerState(max_steps=100, global_step=5, is_world_process_zero=rank == 0)
+        with patch.object(budget.time, "time", clock):
+            control = callback.on_step_end(args, state, TrainerControl())
+        (out_dir / f"rank-{rank}.json").write_text(json.dumps(control.should_training_stop))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_processes_stop_together(tmp_dir):
+    torch.multiprocessing.spawn(_step_on_two_processes, args=(tmp_dir / "init", tmp_dir), nprocs=2)
+    assert [json.loads((tmp_dir / f"rank-{rank}.json").read_text()) for rank in (0, 1)] == [True, True]
+
+
+class TestMeasureStepTime:
+    @pytest.mark.parametrize("gan_update", ["fused", "alternating"])
+    def test_probe_leaves_the_run_unchanged(self, prepared, tokenizer, tmp_dir, gan_update):
+        """A probed trainer trains exactly like one that was never probed: same losses, same weights."""
+        runs = {}
+        for name in ("straight", "probed"):
+            args = training_args(
+                tmp_dir / name,
+                max_steps=3,
+                gan_update=gan_update,
+                save_strategy="steps",
+                save_steps=100,
+                eval_strategy="steps",
+                eval_steps=100,
+            )
+            trainer = VitsTrainer(
+                tiny_model(tokenizer),
+                args,
+                train_dataset=prepared,
+                eval_dataset=prepared.select(range(2)),
+                processing_class=tokenizer,
+            )
+            if name == "probed":
+                timing = measure_step_time(trainer, probe_steps=3, warmup_steps=1)
+                assert trainer.optimizer is None and trainer.lr_scheduler is None
+                assert trainer.state.global_step == 0 and trainer.args.max_steps == 3
+                assert not [n for n in os.listdir(tmp_dir / name) if n.startswith("budget-probe-")]
+            trainer.train()
+            losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+            runs[name] = losses, {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+
+        assert runs["probed"][0] == runs["straight"][0]
+        for name, parameter in runs["straight"][1].items():
+            assert torch.equal(runs["probed"][1][name], parameter), name
+        assert len(timing.step_seconds) == 3 and timing.seconds_per_step > 0
+        assert timing.steps_per_epoch == 3  # 6 clips, 2 per step
+        assert timing.train_batch_size == 2 and timing.samples_per_second == pytest.approx(2 / timing.seconds_per_step)
+        assert timing.eval_seconds > 0 and timing.checkpoint_seconds > 0 and timing.save_model_seconds > 0
+
+
+def planned_run(prepared, tokenizer, tmp_dir, target_seconds, **probe):
+    """The train script's story from the probe on: returns the wall time, the trainer, the plan and the callback."""
+    args = training_args(
+        tmp_dir,
+        logging_steps=10,
+        eval_strategy="steps",
+        eval_steps=15,
+        save_strategy="steps",
+        save_steps=20,
+    )
+    trainer = VitsTrainer(
+        tiny_model(tokenizer),
+        args,
+        train_dataset=prepared,
+        eval_dataset=prepared.select(range(2)),
+        processing_class=tokenizer,
+    )
+    started = time.time()
+    timing = measure_step_time(trainer, **probe)
+    plan = plan_run(
+        timing, target_seconds, args=args, num_train_samples=len(prepared), elapsed_seconds=time.time() - started
+    )
+    callback = apply_plan(trainer, plan)
+    trainer.train()
+    trainer.save_model()
+    trainer.evaluate()
+    return time.time() - started, trainer, plan, callback
+
+
+class TestPlannedRun:
+    def test_short_budget_is_filled(self, prepared, tokenizer, tmp_dir):
+        """A 12 s budget, probe included, on the shared 2-core CPU machine.
+
+        Tolerance, -20 % / +8 %. About 60 % of the 12 s are planned training steps, and the neighbours' load on this
+        machine changes the step time by 15-30 % between the probe and the run (seen: 0.18 s probe steps, then
+        0.15 s run steps, and the reverse). A run that turns out faster ends early by that share of 60 %, up to
+        ~18 %. A slower one is stopped by the callback before its reserve and ends at 96-100 % (seen); it can only
+        overshoot if its last step, or the final save and evaluation, stall well beyond their measured time (single
+        steps here reach twice the median, ~0.3 s, 2.5 % of the budget).
+        """
+        wall, trainer, plan, callback = planned_run(prepared, tokenizer, tmp_dir, 12.0, probe_steps=10, warmup_steps=3)
+        assert 0.80 * 12.0 <= wall <= 1.08 * 12.0, (wall, str(plan))
+        assert trainer.state.global_step == plan.steps or callback.stopped_early
+        record = json.loads((tmp_dir / "budget.json").read_text())
+        assert record["global_step"] == trainer.state.global_step
+        assert record["plan"]["steps"] == plan.steps and record["deadline"] == pytest.approx(plan.deadline)
+        assert (tmp_dir / "checkpoint-20" / "budget.json").is_file()
+
+    @pytest.mark.slow
+    def test_forty_second_budget_within_ten_percent(self, prepared, tokenizer, tmp_dir):
+        wall, _, plan, _ = planned_run(prepared, tokenizer, tmp_dir, 40.0)
+        assert 0.90 * 40.0 <= wall <= 1.10 * 40.0, (wall, str(plan))
+
+
+class TestResume:
+    def test_resumed_run_plans_with_the_remaining_budget(self, prepared, tokenizer, tmp_dir):
+        data = prepared.select(range(4))
+        args = training_args(tmp_dir, max_steps=4, save_strategy="steps", save_steps=2)
+        trainer = VitsTrainer(tiny_model(tokenizer), args, train_dataset=data, processing_class=tokenizer)
+        first = TimeBudgetCallback(deadline=time.time() + 3600, reserve_seconds=0.0)
+        trainer.add_callback(first)
+        began = time.time()
+        trainer.train()
+        first_wall = time.time() - began
+
+        checkpoint = tmp_dir / "checkpoint-2"
+        spent, step = budget_spent(checkpoint)
+        assert step == 2 and 0 < spent < first_wall
+        assert json.loads((tmp_dir / "budget.json").read_text())["global_step"] == 4
+
+        # Hand-made timing with 10 s steps, so that the plan is 3 more steps and its deadline far away.
+        timing = hand_made_timing(
+            seconds_per_step=10.0, eval_seconds=0.0, checkpoint_seconds=0.0, save_model_seconds=0.0,
+            train_setup_seconds=0.0, train_teardown_seconds=0.0, probe_seconds=1.0,
+        )  # fmt: skip
+        target = spent + 1.0 + 35.0
+        plan = plan_remaining(
+            timing, target, checkpoint=checkpoint, args=args, num_train_samples=len(data), safety_margin=0.0
+        )
+        assert plan.elapsed_seconds == pytest.approx(spent + 1.0)
+        assert (plan.start_step, plan.steps) == (2, 5)
+        expected = plan_run(
+            timing, target, args=args, num_train_samples=len(data), safety_margin=0.0,
+            elapsed_seconds=spent + 1.0, start_step=2,
+        )  # fmt: skip
+        assert expected.steps == plan.steps and expected.deadline == pytest.approx(plan.deadline)
+
+        resumed = VitsTrainer(tiny_model(tokenizer, seed=1), args, train_dataset=data, processing_class=tokenizer)
+        apply_plan(resumed, plan)
+        resumed.train(resume_from_checkpoint=str(checkpoint))
+        assert resumed.state.global_step == 5
+        record = json.loads((tmp_dir / "budget.json").read_text())
+        assert record["global_step"] == 5 and record["elapsed_seconds"] > plan.elapsed_seconds
+        assert record["started_at"] == pytest.approx(plan.started_at)
+
+    def test_without_a_budget_record_the_train_runtime_counts(self, tmp_dir):
+        checkpoint = tmp_dir / "checkpoint-7"
+        checkpoint.mkdir()
+        TrainerState(global_step=7, log_history=[{"loss": 1.0}, {"train_runtime": 12.5}]).save_to_json(
+            str(checkpoint / "trainer_state.json")
+        )
+        assert budget_spent(checkpoint) == (12.5, 7)
