@@ -302,12 +302,17 @@ def process_sample(sample_id: str, audio, raw_text: str, speaker: str, *, tokeni
 
 
 def _process_batch(batch: dict, *, tokenizer, allowed, config: PreprocessConfig) -> dict:
-    # Workers must not each spawn a full thread pool: num_proc processes × all cores oversubscribes the CPU.
+    # Workers must not each spawn a full thread pool: num_proc processes × all cores oversubscribes the CPU. Restored
+    # afterwards, because with num_proc=1 this runs in the caller's process.
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    rows = [
-        process_sample(i, a, t, s, tokenizer=tokenizer, allowed=allowed, config=config)
-        for i, a, t, s in zip(batch["id"], batch["audio"], batch["text"], batch["speaker"])
-    ]
+    try:
+        rows = [
+            process_sample(i, a, t, s, tokenizer=tokenizer, allowed=allowed, config=config)
+            for i, a, t, s in zip(batch["id"], batch["audio"], batch["text"], batch["speaker"])
+        ]
+    finally:
+        torch.set_num_threads(threads)
     return {column: [row[column] for row in rows] for column in rows[0]} if rows else {}
 
 
