@@ -35,4 +35,25 @@ def tmp_dir(tmp_path):
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def tokenizer():
+    from kurdish_tts.text import build_kurmanji_tokenizer
+
+    return build_kurmanji_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tokenizer, tmp_path_factory):
+    """Six real (espeak-ng) demo-corpus clips prepared for the tiny model's mel settings."""
+    from kurdish_tts.data import PreprocessConfig, load_ljspeech, prepare_dataset
+    from kurdish_tts.data.demo_corpus import DEMO_CORPUS_DIR
+    from kurdish_tts.models.vits import VitsForTraining
+
+    mel_config = VitsForTraining.from_size("tiny", tokenizer.vocab_size).mel_config
+    source = load_ljspeech(DEMO_CORPUS_DIR)
+    source.dataset = source.dataset.select(range(6))
+    cache = tmp_path_factory.mktemp("tiny_demo_cache")
+    return prepare_dataset(source, tokenizer, PreprocessConfig(mel=mel_config), cache).dataset
+
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))

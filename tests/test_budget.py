@@ -10,11 +10,7 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from kurdish_tts.data import PreprocessConfig, load_ljspeech, prepare_dataset
-from kurdish_tts.data.demo_corpus import DEMO_CORPUS_DIR
-from kurdish_tts.models.vits import VitsForTraining
-from kurdish_tts.text import build_kurmanji_tokenizer
-from kurdish_tts.trainers import VitsTrainer, VitsTrainingArguments, budget
+from kurdish_tts.trainers import VitsTrainer, budget
 from kurdish_tts.trainers.budget import (
     StepTiming,
     TimeBudgetCallback,
@@ -26,39 +22,12 @@ from kurdish_tts.trainers.budget import (
     plan_run,
 )
 
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_kurmanji_tokenizer()
+from .testing_utils import tiny_model, tiny_training_args
 
 
 @pytest.fixture(scope="module")
-def prepared(tokenizer, tmp_path_factory):
-    mel_config = VitsForTraining.from_size("tiny", tokenizer.vocab_size).mel_config
-    source = load_ljspeech(DEMO_CORPUS_DIR)
-    source.dataset = source.dataset.select(range(6))
-    cache = tmp_path_factory.mktemp("cache")
-    return prepare_dataset(source, tokenizer, PreprocessConfig(mel=mel_config), cache).dataset
-
-
-def tiny_model(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    return VitsForTraining.from_size("tiny", tokenizer.vocab_size)
-
-
-def training_args(tmp_dir, **overrides):
-    values = {
-        "output_dir": str(tmp_dir),
-        "per_device_train_batch_size": 2,
-        "per_device_eval_batch_size": 2,
-        "report_to": "none",
-        "use_cpu": True,
-        "seed": 0,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "disable_tqdm": True,
-    }
-    return VitsTrainingArguments(**{**values, **overrides})
+def prepared(tiny_demo):
+    return tiny_demo
 
 
 def hand_made_timing(**overrides):
@@ -234,7 +203,7 @@ class TestMeasureStepTime:
         """A probed trainer trains exactly like one that was never probed: same losses, same weights."""
         runs = {}
         for name in ("straight", "probed"):
-            args = training_args(
+            args = tiny_training_args(
                 tmp_dir / name,
                 max_steps=3,
                 gan_update=gan_update,
@@ -270,7 +239,7 @@ class TestMeasureStepTime:
 
 def planned_run(prepared, tokenizer, tmp_dir, target_seconds, **probe):
     """The train script's story from the probe on: returns the wall time, the trainer, the plan and the callback."""
-    args = training_args(
+    args = tiny_training_args(
         tmp_dir,
         logging_steps=10,
         eval_strategy="steps",
@@ -325,7 +294,7 @@ class TestPlannedRun:
 class TestResume:
     def test_resumed_run_plans_with_the_remaining_budget(self, prepared, tokenizer, tmp_dir):
         data = prepared.select(range(4))
-        args = training_args(tmp_dir, max_steps=4, save_strategy="steps", save_steps=2)
+        args = tiny_training_args(tmp_dir, max_steps=4, save_strategy="steps", save_steps=2)
         trainer = VitsTrainer(tiny_model(tokenizer), args, train_dataset=data, processing_class=tokenizer)
         first = TimeBudgetCallback(deadline=time.time() + 3600, reserve_seconds=0.0)
         trainer.add_callback(first)

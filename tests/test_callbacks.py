@@ -15,7 +15,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader
 from transformers import TrainerControl, TrainerState
 
-from kurdish_tts.data import PreprocessConfig, load_ljspeech, prepare_dataset
 from kurdish_tts.data.collators import DataCollatorForVits
 from kurdish_tts.data.demo_corpus import DEMO_CORPUS_DIR
 from kurdish_tts.evaluation.plots import (
@@ -26,47 +25,19 @@ from kurdish_tts.evaluation.plots import (
     save_image,
     spectrogram_figure,
 )
-from kurdish_tts.models.vits import VitsForTraining
-from kurdish_tts.text import build_kurmanji_tokenizer, normalize_text, tokenizer_characters
-from kurdish_tts.trainers import VitsTrainer, VitsTrainingArguments
+from kurdish_tts.text import normalize_text, tokenizer_characters
+from kurdish_tts.trainers import VitsTrainer
 from kurdish_tts.trainers.callbacks import DEFAULT_SENTENCES, AudioSampleCallback
+
+from .testing_utils import tiny_model, tiny_training_args
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CALLBACK_LOGGER = "kurdish_tts.trainers.callbacks"
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_kurmanji_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def prepared(tokenizer, tmp_path_factory):
-    mel_config = VitsForTraining.from_size("tiny", tokenizer.vocab_size).mel_config
-    source = load_ljspeech(DEMO_CORPUS_DIR)
-    source.dataset = source.dataset.select(range(4))
-    cache = tmp_path_factory.mktemp("cache")
-    return prepare_dataset(source, tokenizer, PreprocessConfig(mel=mel_config), cache).dataset
-
-
-def tiny_model(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    return VitsForTraining.from_size("tiny", tokenizer.vocab_size)
-
-
-def training_args(output_dir, **overrides):
-    values = {
-        "output_dir": str(output_dir),
-        "per_device_train_batch_size": 2,
-        "per_device_eval_batch_size": 2,
-        "report_to": "none",
-        "use_cpu": True,
-        "seed": 0,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "disable_tqdm": True,
-    }
-    return VitsTrainingArguments(**{**values, **overrides})
+def prepared(tiny_demo):
+    return tiny_demo.select(range(4))
 
 
 def eval_loader(prepared, model):
@@ -87,7 +58,9 @@ def evaluated_run(prepared, tokenizer, tmp_path_factory):
     """Four training steps with an evaluation every two, reporting to TensorBoard, with the callback attached."""
     root = tmp_path_factory.mktemp("run")
     callback = AudioSampleCallback(logging_dir=root / "tensorboard")
-    args = training_args(root / "out", max_steps=4, eval_strategy="steps", eval_steps=2, report_to=["tensorboard"])
+    args = tiny_training_args(
+        root / "out", max_steps=4, eval_strategy="steps", eval_steps=2, report_to=["tensorboard"]
+    )
     trainer = VitsTrainer(
         tiny_model(tokenizer),
         args,
@@ -178,7 +151,7 @@ class TestAudioSampleCallbackSchedule:
             last = state.log_history[-1]
             calls.append((state.global_step, "eval_loss" in last and last["step"] == state.global_step))
 
-        args = training_args(tmp_dir, max_steps=6, eval_strategy="steps", eval_steps=2)
+        args = tiny_training_args(tmp_dir, max_steps=6, eval_strategy="steps", eval_steps=2)
         trainer = VitsTrainer(
             tiny_model(tokenizer),
             args,
@@ -199,7 +172,7 @@ class TestAudioSampleCallbackSchedule:
         callback = AudioSampleCallback(every_n_steps=2)
         trainer = VitsTrainer(
             tiny_model(tokenizer),
-            training_args(tmp_dir, max_steps=5),
+            tiny_training_args(tmp_dir, max_steps=5),
             train_dataset=prepared,
             processing_class=tokenizer,
             callbacks=[callback],
@@ -223,7 +196,7 @@ class TestAudioSampleCallbackDirect:
     def test_non_main_process_writes_nothing(self, prepared, tokenizer, tmp_dir):
         model = tiny_model(tokenizer)
         callback = AudioSampleCallback(every_n_steps=1, logging_dir=tmp_dir / "tensorboard")
-        args = training_args(tmp_dir / "out", report_to=["tensorboard"])
+        args = tiny_training_args(tmp_dir / "out", report_to=["tensorboard"])
         for event in (callback.on_evaluate, callback.on_step_end):
             event(
                 args,
@@ -241,7 +214,7 @@ class TestAudioSampleCallbackDirect:
     ):
         model = tiny_model(tokenizer)
         callback = AudioSampleCallback(num_alignments=2)
-        args = training_args(tmp_dir)
+        args = tiny_training_args(tmp_dir)
         with caplog.at_level(logging.WARNING, logger=CALLBACK_LOGGER):
             for step, loader in ((1, eval_loader(prepared, model)), (2, None)):
                 callback.on_evaluate(
@@ -272,7 +245,7 @@ class TestAudioSampleCallbackDirect:
             caplog.at_level(logging.WARNING, logger=CALLBACK_LOGGER),
         ):
             callback.on_evaluate(
-                training_args(tmp_dir),
+                tiny_training_args(tmp_dir),
                 trainer_state(3),
                 TrainerControl(),
                 model=model,
@@ -294,7 +267,7 @@ class TestAudioSampleCallbackDirect:
         random_state = torch.get_rng_state()
         callback = AudioSampleCallback(sentences=["Şev baş, ez ê sibê werim."], max_seconds=0.01)
         callback.on_evaluate(
-            training_args(tmp_dir),
+            tiny_training_args(tmp_dir),
             trainer_state(1),
             TrainerControl(),
             model=model,
@@ -313,7 +286,7 @@ class TestAudioSampleCallbackDirect:
         # The fixed seed: the same weights give the same sample, so step-to-step changes come from training.
         model = tiny_model(tokenizer)
         callback = AudioSampleCallback(sentences=["Roj baş."])
-        args = training_args(tmp_dir)
+        args = tiny_training_args(tmp_dir)
         for step in (1, 2):
             torch.manual_seed(100 + step)  # the training's random state differs between evaluations
             callback.on_evaluate(args, trainer_state(step), TrainerControl(), model=model, processing_class=tokenizer)

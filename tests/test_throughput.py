@@ -10,10 +10,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from kurdish_tts.data import PreprocessConfig, load_ljspeech, prepare_dataset
-from kurdish_tts.data.demo_corpus import DEMO_CORPUS_DIR
 from kurdish_tts.models.vits import VitsForTraining
-from kurdish_tts.text import build_kurmanji_tokenizer
 from kurdish_tts.trainers import VitsTrainer, VitsTrainingArguments
 from kurdish_tts.trainers.throughput import ThroughputCallback
 
@@ -23,18 +20,8 @@ BATCH_SIZE = 2
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_kurmanji_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def prepared(tokenizer, tmp_path_factory):
-    mel_config = VitsForTraining.from_size("tiny", tokenizer.vocab_size).mel_config
-    source = load_ljspeech(DEMO_CORPUS_DIR)
-    # 6 clips in batches of 2: 3 steps per epoch, so a 6-step run crosses an epoch boundary.
-    source.dataset = source.dataset.select(range(6))
-    cache = tmp_path_factory.mktemp("cache")
-    return prepare_dataset(source, tokenizer, PreprocessConfig(mel=mel_config), cache).dataset
+def prepared(tiny_demo):
+    return tiny_demo
 
 
 def make_trainer(prepared, tokenizer, output_dir, eval_dataset=None, **overrides):

@@ -6,10 +6,7 @@ import os
 import pytest
 import torch
 
-from kurdish_tts.data import PreprocessConfig, load_ljspeech, prepare_dataset
-from kurdish_tts.data.demo_corpus import DEMO_CORPUS_DIR
-from kurdish_tts.models.vits import VitsForTraining, losses
-from kurdish_tts.text import build_kurmanji_tokenizer
+from kurdish_tts.models.vits import losses
 from kurdish_tts.trainers import VitsTrainer, VitsTrainingArguments
 from kurdish_tts.trainers.vits_trainer import (
     DISCRIMINATOR_OPTIMIZER_NAME,
@@ -18,39 +15,16 @@ from kurdish_tts.trainers.vits_trainer import (
     LOSS_NAMES,
 )
 
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_kurmanji_tokenizer()
+from .testing_utils import tiny_model, tiny_training_args
 
 
 @pytest.fixture(scope="module")
-def prepared(tokenizer, tmp_path_factory):
-    mel_config = VitsForTraining.from_size("tiny", tokenizer.vocab_size).mel_config
-    source = load_ljspeech(DEMO_CORPUS_DIR)
-    source.dataset = source.dataset.select(range(4))
-    cache = tmp_path_factory.mktemp("cache")
-    return prepare_dataset(source, tokenizer, PreprocessConfig(mel=mel_config), cache).dataset
-
-
-def tiny_model(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    return VitsForTraining.from_size("tiny", tokenizer.vocab_size)
+def prepared(tiny_demo):
+    return tiny_demo.select(range(4))
 
 
 def training_args(tmp_dir, **overrides):
-    values = {
-        "output_dir": str(tmp_dir),
-        "gan_update": "alternating",
-        "per_device_train_batch_size": 2,
-        "report_to": "none",
-        "use_cpu": True,
-        "seed": 0,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "disable_tqdm": True,
-    }
-    return VitsTrainingArguments(**{**values, **overrides})
+    return tiny_training_args(tmp_dir, **{"gan_update": "alternating", **overrides})
 
 
 def optimizer_parameter_ids(optimizer):

@@ -9,51 +9,22 @@ import torch
 from transformers import VitsModel, pipeline
 
 from kurdish_tts.audio import mel_spectrogram
-from kurdish_tts.data import PreprocessConfig, load_ljspeech, prepare_dataset
 from kurdish_tts.data.collators import DataCollatorForVits
-from kurdish_tts.data.demo_corpus import DEMO_CORPUS_DIR
 from kurdish_tts.models.vits import VitsForTraining
 from kurdish_tts.models.vits.modeling_vits_training import slice_segments
-from kurdish_tts.text import build_kurmanji_tokenizer
-from kurdish_tts.trainers import VitsTrainer, VitsTrainingArguments
+from kurdish_tts.trainers import VitsTrainer
+
+from .testing_utils import tiny_model, tiny_training_args
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_kurmanji_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def prepared(tokenizer, tmp_path_factory):
-    mel_config = VitsForTraining.from_size("tiny", tokenizer.vocab_size).mel_config
-    source = load_ljspeech(DEMO_CORPUS_DIR)
-    source.dataset = source.dataset.select(range(6))
-    cache = tmp_path_factory.mktemp("cache")
-    return prepare_dataset(source, tokenizer, PreprocessConfig(mel=mel_config), cache).dataset
-
-
-def tiny_model(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    return VitsForTraining.from_size("tiny", tokenizer.vocab_size)
+def prepared(tiny_demo):
+    return tiny_demo
 
 
 def batch_of(prepared, model, indices):
     collator = DataCollatorForVits(hop_length=model.mel_config.hop_length, min_frames=model.segment_frames)
     return collator([prepared.with_format("numpy")[i] for i in indices])
-
-
-def training_args(tmp_dir, **overrides):
-    values = {
-        "output_dir": str(tmp_dir),
-        "per_device_train_batch_size": 2,
-        "report_to": "none",
-        "use_cpu": True,
-        "seed": 0,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "disable_tqdm": True,
-    }
-    return VitsTrainingArguments(**{**values, **overrides})
 
 
 class TestCollator:
@@ -153,7 +124,9 @@ class TestVitsTrainer:
     def test_overfits_one_batch(self, prepared, tokenizer, tmp_dir):
         model = tiny_model(tokenizer)
         one_batch = prepared.select([0, 1])
-        args = training_args(tmp_dir, max_steps=40, learning_rate=2e-3, lr_scheduler_type="constant", warmup_steps=0)
+        args = tiny_training_args(
+            tmp_dir, max_steps=40, learning_rate=2e-3, lr_scheduler_type="constant", warmup_steps=0
+        )
         trainer = VitsTrainer(model, args, train_dataset=one_batch, processing_class=tokenizer)
         trainer.train()
         logs = [h for h in trainer.state.log_history if "loss" in h]
@@ -166,7 +139,7 @@ class TestVitsTrainer:
         model = tiny_model(tokenizer)
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         trainer = VitsTrainer(
-            model, training_args(tmp_dir, max_steps=2), train_dataset=prepared, processing_class=tokenizer
+            model, tiny_training_args(tmp_dir, max_steps=2), train_dataset=prepared, processing_class=tokenizer
         )
         trainer.train()
         moved = {n.split(".")[0] for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
@@ -180,7 +153,7 @@ class TestVitsTrainer:
     def test_discriminator_learning_rate_and_warmup(self, prepared, tokenizer, tmp_dir):
         model = tiny_model(tokenizer)
         generator_before = {n: p.detach().clone() for n, p in model.vits.named_parameters()}
-        args = training_args(tmp_dir, max_steps=2, discriminator_learning_rate=1e-3, discriminator_warmup_steps=2)
+        args = tiny_training_args(tmp_dir, max_steps=2, discriminator_learning_rate=1e-3, discriminator_warmup_steps=2)
         trainer = VitsTrainer(model, args, train_dataset=prepared, processing_class=tokenizer)
         trainer.train()
         assert sorted({g["initial_lr"] for g in trainer.optimizer.param_groups}) == [2e-4, 1e-3]
@@ -190,7 +163,7 @@ class TestVitsTrainer:
         model = tiny_model(tokenizer)
         trainer = VitsTrainer(
             model,
-            training_args(tmp_dir, max_steps=1, per_device_eval_batch_size=2),
+            tiny_training_args(tmp_dir, max_steps=1, per_device_eval_batch_size=2),
             train_dataset=prepared,
             eval_dataset=prepared.select(range(2)),
             processing_class=tokenizer,
@@ -215,10 +188,10 @@ class TestVitsTrainer:
     def test_resume_restores_generator_discriminator_and_optimizer(self, prepared, tokenizer, tmp_dir):
         data = prepared.select(range(4))
         straight = tiny_model(tokenizer)
-        VitsTrainer(straight, training_args(tmp_dir / "a", max_steps=4), train_dataset=data).train()
+        VitsTrainer(straight, tiny_training_args(tmp_dir / "a", max_steps=4), train_dataset=data).train()
 
         interrupted = tiny_model(tokenizer)
-        args = training_args(tmp_dir / "b", max_steps=4, save_strategy="steps", save_steps=2)
+        args = tiny_training_args(tmp_dir / "b", max_steps=4, save_strategy="steps", save_steps=2)
         VitsTrainer(interrupted, args, train_dataset=data, processing_class=tokenizer).train()
         checkpoint = tmp_dir / "b" / "checkpoint-2"
         assert {"model.safetensors", "discriminator.safetensors", "optimizer.pt", "scheduler.pt"} <= set(
@@ -238,7 +211,7 @@ class TestVitsTrainer:
         losses = {}
         for batch, accumulation in ((2, 1), (1, 2)):
             model = tiny_model(tokenizer)
-            args = training_args(
+            args = tiny_training_args(
                 tmp_dir / f"{batch}",
                 max_steps=1,
                 per_device_train_batch_size=batch,
@@ -257,7 +230,7 @@ def test_offline_hub_failure_names_the_alternatives():
 
 def test_length_grouped_sampling_and_loader_workers(prepared, tokenizer, tmp_dir):
     model = tiny_model(tokenizer)
-    args = training_args(
+    args = tiny_training_args(
         tmp_dir,
         max_steps=2,
         train_sampling_strategy="group_by_length",

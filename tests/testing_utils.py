@@ -60,3 +60,31 @@ def make_common_voice(root: Path, rows: list[dict], *, split: str = "validated")
             if row.get("write_audio", True) is not False:
                 write_clip(root / "clips" / row["path"], speech_like(1.5, 48000, seed=index), 48000)
     return root
+
+
+def tiny_model(tokenizer, seed: int = 0):
+    """The tiny VITS architecture with a fixed seed (imports kept local: most test files need no torch model)."""
+    import torch
+
+    from kurdish_tts.models.vits import VitsForTraining
+
+    torch.manual_seed(seed)
+    return VitsForTraining.from_size("tiny", tokenizer.vocab_size)
+
+
+def tiny_training_args(output_dir, **overrides):
+    """CPU, quiet, no saving, a log entry per step; tests override what they exercise."""
+    from kurdish_tts.trainers import VitsTrainingArguments
+
+    values = {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": 2,
+        "per_device_eval_batch_size": 2,
+        "report_to": "none",
+        "use_cpu": True,
+        "seed": 0,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "disable_tqdm": True,
+    }
+    return VitsTrainingArguments(**{**values, **overrides})
