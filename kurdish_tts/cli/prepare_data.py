@@ -45,14 +45,22 @@ def describe(prepared: PreparedData) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    (data_args,) = parse_arguments(make_parser(), argv)
+def prepare_and_describe(data_args: DataArguments) -> PreparedData | None:
+    """`prepare` for the command line: prints the summary, or the error and `None` when the source can't be read."""
     try:
         prepared = prepare(data_args)
     except (DataSourceError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return None
     print(describe(prepared))
+    return prepared
+
+
+def main(argv: list[str] | None = None) -> int:
+    (data_args,) = parse_arguments(make_parser(), argv)
+    prepared = prepare_and_describe(data_args)
+    if prepared is None:
+        return 2
     if not len(prepared.dataset):
         print("error: no clip survived preprocessing; run `kurdish-tts validate` with the same options to see why")
         return 1

@@ -15,10 +15,9 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from ..data.arguments import DataArguments
-from ..data.sources import DataSourceError
 from ..data.validate import ValidationConfig, validate_statistics
 from . import parse_arguments
-from .prepare_data import describe, prepare
+from .prepare_data import prepare_and_describe
 
 
 @dataclass
@@ -34,12 +33,9 @@ def make_parser() -> HfArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     data_args, validation_config, report_args = parse_arguments(make_parser(), argv)
-    try:
-        prepared = prepare(data_args)
-    except (DataSourceError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    prepared = prepare_and_describe(data_args)
+    if prepared is None:
         return 2
-    print(describe(prepared))
     report = validate_statistics(prepared.statistics, validation_config)
     paths = report.save(Path(report_args.report_dir) if report_args.report_dir else prepared.path / "report")
     print()
