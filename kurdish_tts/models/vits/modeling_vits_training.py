@@ -76,6 +76,9 @@ DEFAULT_SEGMENT_FRAMES = {"tiny": 8}
 DISCRIMINATOR_SIZES = {"tiny": VitsDiscriminatorConfig.tiny}
 
 
+# Speaker names of a multi-speaker model, next to its weights (`kurdish_tts.data.speakers` writes and reads it).
+SPEAKERS_NAME = "speakers.json"
+
 COMPILABLE_SUBMODULES = (
     "decoder",
     "discriminator",
@@ -236,6 +239,11 @@ class VitsForTraining(nn.Module):
             The mel settings of the training data (must match the cache); derived from `vits.config` when omitted.
         segment_frames (`int`, *optional*, defaults to `32`):
             Frames per randomly sliced decoder segment (32 × hop 256 = 8192 samples, as in VITS).
+
+    Attributes:
+        speaker_to_id (`dict[str, int]` or `None`):
+            Speaker label → embedding row of a multi-speaker model. Saved as `speakers.json` next to the weights
+            (stock transformers ignores it) and read back by `from_pretrained`, so a model's voices keep their names.
     """
 
     def __init__(
@@ -250,6 +258,7 @@ class VitsForTraining(nn.Module):
         self.discriminator = discriminator
         self.mel_config = mel_config or MelConfig.from_vits_config(vits.config)
         self.segment_frames = segment_frames
+        self.speaker_to_id: dict[str, int] | None = None
         hop = math.prod(vits.config.upsample_rates)
         if self.mel_config.hop_length != hop or self.mel_config.spectrogram_bins != vits.config.spectrogram_bins:
             raise ValueError(
@@ -320,7 +329,12 @@ class VitsForTraining(nn.Module):
             discriminator = load_discriminator(name_or_path, discriminator_config)
         if discriminator is None:
             discriminator = VitsDiscriminator(discriminator_config or VitsDiscriminatorConfig())
-        return cls(vits, discriminator, mel_config, segment_frames)
+        model = cls(vits, discriminator, mel_config, segment_frames)
+        if os.path.isfile(os.path.join(name_or_path, SPEAKERS_NAME)):
+            from ...data.speakers import load_speaker_map
+
+            model.speaker_to_id = load_speaker_map(name_or_path)
+        return model
 
     def save_pretrained(self, save_directory: str | os.PathLike, tokenizer=None, **kwargs) -> Path:
         """Write a stock `VitsModel` directory (+ tokenizer) and `discriminator.safetensors` next to it."""
@@ -329,6 +343,11 @@ class VitsForTraining(nn.Module):
         if tokenizer is not None:
             tokenizer.save_pretrained(save_directory)
         save_discriminator(self.discriminator, save_directory)
+        if self.speaker_to_id is not None:
+            # Imported here: the model layer needs the data layer's file format only when a model has named voices.
+            from ...data.speakers import save_speaker_map
+
+            save_speaker_map(save_directory, self.speaker_to_id)
         return save_directory
 
     def generator_parameters(self):
