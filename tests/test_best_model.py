@@ -6,8 +6,6 @@ import logging
 import math
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from unittest.mock import PropertyMock, patch
 
@@ -20,7 +18,7 @@ from kurdish_tts.trainers import VitsTrainer, VitsTrainingArguments
 from kurdish_tts.trainers import best_model as best_model_module
 from kurdish_tts.trainers.best_model import BEST_MODEL_INFO_NAME, BestModelCallback, load_best_model_info
 
-from .testing_utils import tiny_model, tiny_training_args
+from .testing_utils import tiny_model, tiny_training_args, torchrun
 
 METRIC = "eval_loss/mel"
 
@@ -408,18 +406,12 @@ print("RESULT", json.dumps({"rank": rank, "world_size": args.world_size, "step":
 """
 
 
+@pytest.mark.slow
 def test_processes_follow_the_main_processs_decision(tmp_dir):
     """Two CPU processes (gloo) under torchrun, each with its own metric values."""
     script = tmp_dir / "distributed.py"
     script.write_text(DISTRIBUTED_SCRIPT)
-    # The processes import the package from this checkout, wherever the editable install points.
-    root = str(Path(best_model_module.__file__).parents[2])
-    pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    result = subprocess.run(
-        [*command, str(script), str(tmp_dir / "out")], capture_output=True, text=True, env=env, timeout=180
-    )
+    result = torchrun(script, tmp_dir / "out", timeout=180)
     assert result.returncode == 0, result.stderr[-4000:]
     results = [json.loads(line.split("RESULT", 1)[1]) for line in result.stdout.splitlines() if "RESULT" in line]
     assert sorted((r["rank"], r["world_size"], r["step"], r["value"]) for r in results) == [

@@ -88,3 +88,27 @@ def tiny_training_args(output_dir, **overrides):
         "disable_tqdm": True,
     }
     return VitsTrainingArguments(**{**values, **overrides})
+
+
+def torchrun(script, *script_args, nproc: int = 2, timeout: float = 300):
+    """Run `script` in `nproc` CPU processes (gloo) under torchrun; returns the `CompletedProcess`.
+
+    The processes import the package from this checkout, wherever the editable install points. The rendezvous uses
+    an explicit free port: on `--master_port 0` (what `--standalone` picks) it can wait forever on this machine.
+    """
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import kurdish_tts
+
+    root = str(Path(kurdish_tts.__file__).parents[1])
+    pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
+    command += ["--master_addr", "127.0.0.1", "--master_port", port, str(script), *map(str, script_args)]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)

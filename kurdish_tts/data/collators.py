@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-# Columns of the prepared cache the collator reads; the trainer keeps exactly these (plus `speaker`).
+# Columns of the prepared cache the collator reads; the trainer keeps exactly these (plus `speaker` and `id`).
 VITS_COLUMNS = ["input_ids", "waveform", "num_samples", "mel", "num_frames"]
+# Batch key of the samples' `id` column: not a model input, it lets callbacks name the samples of a step.
+SAMPLE_IDS = "sample_ids"
 
 
 def _round_up(value: int, multiple: int | None) -> int:
@@ -34,11 +36,16 @@ class DataCollatorForVits:
             few distinct shapes.
         speaker_to_id (`dict[str, int]`, *optional*):
             Maps the `speaker` column to embedding ids for multi-speaker models; `None` for single-speaker training.
+        return_sample_ids (`bool`, *optional*, defaults to `False`):
+            Add the samples' `id` column as `sample_ids`. Off by default, so that `model(**batch)` keeps working;
+            `VitsTrainer` turns it on for its training batches.
 
     Returns (from `__call__`): a dict with `input_ids` and `attention_mask` `(batch, text_length)`, `waveform`
     `(batch, frames * hop_length)` int16 PCM, `mel` `(batch, n_mels, frames)` float16, `mel_lengths` `(batch,)`, and
-    `speaker_id` `(batch,)` when `speaker_to_id` is set. Audio stays in the cache's compact dtypes on its way from the
-    loader workers to the GPU (a quarter and a half of float32's bytes); `VitsForTraining` widens it on the device.
+    `speaker_id` `(batch,)` when `speaker_to_id` is set, and `sample_ids` (a list of `str`, not a model input) with
+    `return_sample_ids` when the samples have an `id` column. Audio stays in the cache's compact dtypes on its way
+    from the loader workers to the GPU (a quarter and a half of float32's bytes); `VitsForTraining` widens it on the
+    device.
     """
 
     hop_length: int = 256
@@ -46,6 +53,7 @@ class DataCollatorForVits:
     min_frames: int = 0
     pad_to_multiple_of: int | None = None
     speaker_to_id: dict[str, int] | None = None
+    return_sample_ids: bool = False
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         batch_size = len(features)
@@ -83,4 +91,6 @@ class DataCollatorForVits:
                     f"speaker {error.args[0]!r} has no embedding id; rebuild speaker_to_id from the training data"
                 ) from error
             batch["speaker_id"] = torch.tensor(speakers, dtype=torch.long)
+        if self.return_sample_ids and "id" in features[0]:
+            batch[SAMPLE_IDS] = [str(f["id"]) for f in features]
         return batch

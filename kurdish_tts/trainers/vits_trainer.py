@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import defaultdict
 
@@ -10,7 +11,7 @@ import torch
 from transformers import Trainer, TrainerCallback, get_scheduler
 from transformers.utils import logging
 
-from ..data.collators import VITS_COLUMNS, DataCollatorForVits
+from ..data.collators import SAMPLE_IDS, VITS_COLUMNS, DataCollatorForVits
 from ..models.vits import losses
 from ..models.vits.modeling_discriminator import load_discriminator
 from ..models.vits.modeling_vits_training import VitsForTraining
@@ -165,8 +166,21 @@ class VitsTrainer(Trainer):
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            # The audio columns are not forward() arguments, so without this `remove_unused_columns` drops them.
-            self._signature_columns = [*VITS_COLUMNS, "speaker"]
+            # The audio columns are not forward() arguments, so without this `remove_unused_columns` drops them; `id`
+            # becomes the training batches' `sample_ids`.
+            self._signature_columns = [*VITS_COLUMNS, "speaker", "id"]
+
+    def get_train_dataloader(self):
+        # Training batches name their samples (`NanRecoveryCallback` quarantines those of a step it undoes); evaluation
+        # batches do not, so that callbacks feeding them to the model with `model(**batch)` keep working.
+        collator = self.data_collator
+        if not isinstance(collator, DataCollatorForVits) or collator.return_sample_ids:
+            return super().get_train_dataloader()
+        self.data_collator = dataclasses.replace(collator, return_sample_ids=True)
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = collator
 
     def create_optimizer(self, model=None):
         if self.optimizer is not None:
@@ -296,6 +310,9 @@ class VitsTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
         train_generator = mode == "eval" or self.state.global_step >= self.args.discriminator_warmup_steps
+        # Every path to the model's forward passes here (the alternating `training_step` reads named keys only), with
+        # `sample_ids` from training batches or from a collator made with `return_sample_ids=True`.
+        inputs = {key: value for key, value in inputs.items() if key != SAMPLE_IDS}
         outputs = model(**inputs, train_generator=train_generator)
         loss = 0.0
         for name in LOSS_NAMES:
