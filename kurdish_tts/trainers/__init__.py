@@ -1,20 +1,26 @@
 """Training: `TrainingArguments` subclasses paired with `Trainer` subclasses, and callbacks."""
 
+from .best_model import BestModelCallback, load_best_model_info
 from .budget import TimeBudgetCallback, TrainingPlan, apply_plan, measure_step_time, plan_remaining, plan_run
 from .callbacks import AudioSampleCallback
+from .nan_recovery import NanRecoveryCallback, load_quarantine
 from .throughput import ThroughputCallback
 from .vits_arguments import VitsTrainingArguments
 from .vits_trainer import VitsTrainer
 
 __all__ = [
+    "AudioSampleCallback",
+    "BestModelCallback",
+    "NanRecoveryCallback",
+    "ThroughputCallback",
     "TimeBudgetCallback",
     "TrainingPlan",
+    "VitsTrainer",
+    "VitsTrainingArguments",
     "apply_plan",
+    "load_best_model_info",
+    "load_quarantine",
     "measure_step_time",
     "plan_remaining",
     "plan_run",
-    "AudioSampleCallback",
-    "ThroughputCallback",
-    "VitsTrainer",
-    "VitsTrainingArguments",
 ]

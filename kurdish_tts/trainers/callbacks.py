@@ -1,4 +1,9 @@
-"""Trainer callbacks that observe a VITS run: audio samples, mels and alignments written during training."""
+"""Trainer callbacks that observe a VITS run: audio samples, mels and alignments written during training.
+
+Every callback of the package can be imported from here; each lives in a module of its own: `NanRecoveryCallback`
+(`nan_recovery.py`), `BestModelCallback` (`best_model.py`), `ThroughputCallback` (`throughput.py`) and
+`TimeBudgetCallback` (`budget.py`).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,18 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from ..audio import mel_spectrogram, write_audio
 from ..evaluation.plots import alignment_figure, figure_to_array, save_image, spectrogram_figure
 from ..text import normalize_text, tokenizer_characters
+from .best_model import BestModelCallback
+from .budget import TimeBudgetCallback
+from .nan_recovery import NanRecoveryCallback
+from .throughput import ThroughputCallback
+
+__all__ = [
+    "AudioSampleCallback",
+    "BestModelCallback",
+    "NanRecoveryCallback",
+    "ThroughputCallback",
+    "TimeBudgetCallback",
+]
 
 logger = logging.getLogger(__name__)
 
