@@ -12,6 +12,7 @@ COMMANDS = {
     "prepare": "prepare_data",
     "validate": "validate_data",
     "make-demo-corpus": "make_demo_corpus",
+    "train": "train_vits",
 }
 
 
@@ -37,4 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kurdish-tts: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"kurdish_tts.cli.{COMMANDS[command]}")
+    if command == "train":
+        from ..trainers.budget import process_start_time
+
+        # The time budget covers the whole process, start-up and imports included.
+        return module.main(rest, started=process_start_time())
     return module.main(rest)

@@ -803,6 +803,21 @@ def _count_evaluations_and_checkpoints(
     return evaluations, checkpoints
 
 
+def process_start_time() -> float:
+    """`time.time()` at which this process started, so that a budget covers interpreter start-up and imports (10 s and
+    more for torch + transformers). Read from `/proc` on Linux; elsewhere, the time `kurdish_tts` was imported."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        import kurdish_tts
+
+        return kurdish_tts.IMPORTED_AT
+
+
 def _write_json_atomically(path: str, values: dict) -> None:
     # A reader (or a resumed run after a crash) sees the old file or the new one, never half of one.
     temporary = f"{path}.tmp-{os.getpid()}"

@@ -1,0 +1,181 @@
+"""Fine-tune (or train from scratch) a Kurmanji VITS/MMS model within a time budget.
+
+    accelerate launch scripts/train_vits.py --target_hours 9.5
+    python scripts/train_vits.py --recipe demo                      # offline: demo corpus, tiny model, 3 minutes
+    kurdish-tts train --recipe rtx2070_finetune --learning_rate 1e-5
+
+Prepares (or reuses) the data cache, validates it, holds out an evaluation set, measures a few real training steps
+and sets `max_steps` so that training, evaluations and saves fill `--target_hours`, trains with NaN recovery,
+throughput logging and best-model saving, and writes a sample WAV through stock `pipeline("text-to-speech")`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from ..data.arguments import DataArguments
+from ..data.sources import DataSourceError
+from ..recipes import RecipeError, load_recipe
+from ..text import KURMANJI_TOKENIZER_NAME
+from ..trainers.budget import process_start_time
+from ..trainers.vits_arguments import VitsTrainingArguments
+
+logger = logging.getLogger("kurdish_tts.train_vits")
+
+DEFAULT_BASE_MODEL = "facebook/mms-tts-kmr-script_latin"
+SAMPLE_SENTENCE = "Roj baş, ez bi kurmancî diaxivim."
+
+
+@dataclass
+class VitsModelArguments:
+    r"""
+    Which model to start from, and which voices to train.
+
+    model_name_or_path (`str`, *optional*, defaults to `"facebook/mms-tts-kmr-script_latin"`):
+        A VitsModel on the Hub or in a local folder (e.g. an earlier run's `best_model`); its `discriminator.safetensors`
+        is loaded when present.
+    model_size (`str`, *optional*):
+        `tiny`, `small` or `mms`: start from random weights of that size instead (offline; with `--tokenizer kurmanji`).
+    speaker (`str`, *optional*):
+        Train one voice: a speaker id of the data, or `most_hours` for the speaker with the most clean hours.
+    multi_speaker (`bool`, *optional*, defaults to `False`):
+        Train every speaker with at least `min_speaker_clips` clips, each with its own speaker embedding (added to a
+        single-speaker base model with zero-initialized conditioning, so training starts from the base voice).
+    """
+
+    model_name_or_path: str = field(
+        default=DEFAULT_BASE_MODEL, metadata={"help": "Base model: a Hub id or a local VitsModel folder."}
+    )
+    model_size: str | None = field(
+        default=None,
+        metadata={"help": "Random init of this size instead of a base model.", "choices": ["tiny", "small", "mms"]},
+    )
+    speaker: str | None = field(default=None, metadata={"help": "Train one voice: a speaker id, or `most_hours`."})
+    multi_speaker: bool = field(default=False, metadata={"help": "Train all speakers with speaker embeddings."})
+    min_speaker_clips: int = field(
+        default=20, metadata={"help": "With --multi_speaker: drop speakers with fewer clips than this."}
+    )
+    speaker_embedding_size: int | None = field(
+        default=None, metadata={"help": "Size of added speaker embeddings (default: 256, 8 for the tiny model)."}
+    )
+
+
+@dataclass
+class RunArguments:
+    r"""
+    The run as a whole: recipe, time budget, held-out data, recovery, the sample at the end.
+    """
+
+    recipe: str | None = field(
+        default=None,
+        metadata={"help": "A recipe name (demo, rtx2070_finetune, h100_finetune) or YAML path; flags override it."},
+    )
+    target_hours: float | None = field(
+        default=None,
+        metadata={"help": "Wall-clock budget of the whole job; sets max_steps by timing real steps first."},
+    )
+    eval_samples: int = field(default=100, metadata={"help": "Clips held out for evaluation (at most 10 %)."})
+    budget_probe_steps: int = field(default=20, metadata={"help": "Steps timed to plan the budget."})
+    budget_warmup_steps: int = field(default=5, metadata={"help": "Steps run before timing starts."})
+    nan_max_recoveries: int = field(default=3, metadata={"help": "Give up after this many NaN recoveries."})
+    nan_lr_factor: float = field(default=0.5, metadata={"help": "Multiply the learning rate by this on recovery."})
+    sample_text: str = field(default=SAMPLE_SENTENCE, metadata={"help": "Sentence synthesized at the end."})
+
+
+def make_parser() -> HfArgumentParser:
+    return HfArgumentParser(
+        (VitsModelArguments, DataArguments, RunArguments, VitsTrainingArguments),
+        description=__doc__.splitlines()[0],
+    )
+
+
+class UsageError(ValueError):
+    """Bad arguments or inputs: the message says what was wrong and what to do (exit status 2)."""
+
+
+def parse(argv: list[str] | None = None):
+    """The four argument dataclasses, from a recipe (`--recipe`) overridden by the command-line flags."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser()
+    # The tokenizer follows the model unless given (see below).
+    parser.set_defaults(tokenizer=None, output_dir="runs/vits")
+    recipe = _recipe_in(argv)
+    if recipe is not None:
+        values = load_recipe(recipe)
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise RecipeError(f"recipe {recipe!r} sets unknown arguments: {', '.join(unknown)}")
+        # Recipe values become the defaults, so any flag on the command line still wins.
+        parser.set_defaults(**{"output_dir": f"runs/{Path(recipe).stem}", **values})
+    model_args, data_args, run_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    # The base model's own tokenizer, or the built-in Kurmanji one for a random init.
+    if data_args.tokenizer is None:
+        data_args.tokenizer = (
+            KURMANJI_TOKENIZER_NAME if model_args.model_size is not None else model_args.model_name_or_path
+        )
+    _check(model_args, data_args, run_args, training_args)
+    return model_args, data_args, run_args, training_args
+
+
+def _recipe_in(argv: list[str]) -> str | None:
+    for index, arg in enumerate(argv):
+        if arg == "--recipe":
+            if index + 1 >= len(argv):
+                raise RecipeError("--recipe needs a name or a YAML path")
+            return argv[index + 1]
+        if arg.startswith("--recipe="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _check(model_args: VitsModelArguments, data_args: DataArguments, run_args: RunArguments, training_args) -> None:
+    if run_args.target_hours is not None and not run_args.target_hours > 0:
+        raise UsageError(f"--target_hours must be a positive number of hours, got {run_args.target_hours}")
+    if run_args.eval_samples < 1:
+        raise UsageError(
+            f"--eval_samples must be at least 1 (the best model is chosen on them), got {run_args.eval_samples}"
+        )
+    if model_args.speaker is not None and model_args.multi_speaker:
+        raise UsageError("--speaker trains one voice and --multi_speaker trains all of them; choose one")
+    if model_args.min_speaker_clips < 1:
+        raise UsageError(f"--min_speaker_clips must be at least 1, got {model_args.min_speaker_clips}")
+    if not 0 < run_args.nan_lr_factor <= 1:
+        raise UsageError(f"--nan_lr_factor must be in (0, 1], got {run_args.nan_lr_factor}")
+    if model_args.model_size is None and data_args.tokenizer == KURMANJI_TOKENIZER_NAME:
+        raise UsageError(
+            f"--tokenizer {KURMANJI_TOKENIZER_NAME} goes with a random init (--model_size tiny|small|mms); "
+            f"a pretrained model ({model_args.model_name_or_path}) must use its own tokenizer, which is the default"
+        )
+
+
+def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
+    # From the command line the budget covers the whole process, the interpreter's start-up and imports included;
+    # called from Python (with `argv`), it starts now.
+    if started is None:
+        started = process_start_time() if argv is None else time.time()
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        model_args, data_args, run_args, training_args = parse(argv)
+    except (UsageError, RecipeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    # Heavy imports after argument checks, so `--help` and bad flags answer at once.
+    from .vits_training_run import VitsTrainingRun
+
+    try:
+        run = VitsTrainingRun(model_args, data_args, run_args, training_args, started=started)
+        return run.execute()
+    except (UsageError, DataSourceError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

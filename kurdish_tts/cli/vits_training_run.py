@@ -1,0 +1,426 @@
+"""The steps of `scripts/train_vits.py`, in order: data, voices, split, model, trainer, plan, train, best model, sample.
+
+Each step is a method of `VitsTrainingRun`, so a notebook can run them one by one; `execute()` runs them all. Under
+`accelerate launch` every process runs every step (they must, for the collective ones: the probe, training,
+evaluation); only the main process prepares the cache first, writes files and prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoConfig
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+from ..audio.features import MelConfig
+from ..audio.io import write_audio
+from ..data.preprocess import prepare_dataset
+from ..data.speakers import (
+    build_speaker_to_id,
+    filter_speakers,
+    load_speaker_map,
+    save_speaker_map,
+    select_speaker,
+    speaker_table,
+)
+from ..data.validate import ValidationConfig, validate_statistics
+from ..evaluation.plots import loss_curve_figure, save_figure
+from ..models.vits import VitsForTraining
+from ..models.vits.modeling_vits_training import SPEAKERS_NAME, mel_config_for_size, vits_config_for_size
+from ..models.vits.speakers import add_speaker_embeddings
+from ..offline import go_offline_if_hub_unreachable
+from ..text import KURMANJI_TOKENIZER_NAME, normalize_text
+from ..trainers import (
+    AudioSampleCallback,
+    BestModelCallback,
+    NanRecoveryCallback,
+    ThroughputCallback,
+    VitsTrainer,
+    apply_plan,
+    load_quarantine,
+    measure_step_time,
+    plan_remaining,
+    plan_run,
+)
+from ..trainers.budget import BUDGET_NAME
+from .prepare_data import describe
+from .train_vits import UsageError
+
+logger = logging.getLogger("kurdish_tts.train_vits")
+
+SPLIT_NAME = "data_split.json"
+SUMMARY_NAME = "run_summary.json"
+TINY_SPEAKER_EMBEDDING = 8
+DEFAULT_SPEAKER_EMBEDDING = 256
+
+
+class VitsTrainingRun:
+    """One invocation of `train_vits.py`. Arguments are the script's four dataclasses; `started` is `time.time()` when
+    the job began, so the time budget covers data preparation and model loading too."""
+
+    def __init__(self, model_args, data_args, run_args, training_args, *, started: float | None = None):
+        self.model_args = model_args
+        self.data_args = data_args
+        self.run_args = run_args
+        self.args = training_args
+        self.started = time.time() if started is None else started
+        self.output_dir = Path(training_args.output_dir)
+        self.is_main = training_args.process_index == 0
+        self.plan = None
+        self.report_paths = {}
+
+    def say(self, message: str) -> None:
+        if self.is_main:
+            print(message, flush=True)
+
+    # 1. Where to start from
+    def checkpoint_to_resume(self) -> str | None:
+        """The checkpoint named by `--resume_from_checkpoint` (a path, or `last`), or `None` for a new run.
+
+        A new run refuses an output folder that already holds checkpoints: mixing two runs' checkpoints, budget and
+        best model would make each of them wrong.
+        """
+        requested = self.args.resume_from_checkpoint
+        existing = get_last_checkpoint(str(self.output_dir)) if self.output_dir.is_dir() else None
+        if requested is None or str(requested).lower() in {"false", "no", "none"}:
+            if existing is not None:
+                raise UsageError(
+                    f"{self.output_dir} already holds checkpoints (last: {existing}); continue that run with "
+                    f"--resume_from_checkpoint last, or start a new one with another --output_dir"
+                )
+            return None
+        if str(requested).lower() in {"last", "true", "yes"}:
+            if existing is None:
+                raise UsageError(
+                    f"--resume_from_checkpoint {requested}: {self.output_dir} holds no {PREFIX_CHECKPOINT_DIR}-* "
+                    "folder to resume from"
+                )
+            return existing
+        if not (Path(requested) / "trainer_state.json").is_file():
+            raise UsageError(f"--resume_from_checkpoint {requested}: not a checkpoint folder (no trainer_state.json)")
+        return str(requested)
+
+    # 2. Data
+    def mel_config(self) -> MelConfig:
+        """The STFT/mel geometry of the model to train: its named size, or the base model's config."""
+        model_args = self.model_args
+        if model_args.model_size is not None:
+            vocab_size = self.data_args.load_tokenizer().vocab_size
+            return mel_config_for_size(vits_config_for_size(model_args.model_size, vocab_size), model_args.model_size)
+        try:
+            config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+        except OSError as error:
+            raise UsageError(offline_message(model_args.model_name_or_path, error)) from error
+        return MelConfig.from_vits_config(config)
+
+    def load_data(self):
+        """Prepare (or reuse) the cache on the main process first, then everywhere; validate it."""
+        data_args = self.data_args
+        # The cache must hold spectrograms in the model's STFT geometry, whatever the tokenizer names.
+        config = dataclasses.replace(data_args.preprocess_config(), mel=self.mel_config())
+        with self.args.main_process_first(desc="preparing the data cache"):
+            prepared = prepare_dataset(
+                data_args.load_source(),
+                data_args.load_tokenizer(),
+                config,
+                data_args.cache_dir,
+                num_proc=data_args.preprocessing_num_workers,
+                overwrite=data_args.overwrite_cache,
+            )
+        self.say(describe(prepared))
+        report = validate_statistics(prepared.statistics, ValidationConfig())
+        if self.is_main:
+            self.report_paths = report.save(self.output_dir / "data_report")
+            self.say(f"data report: {self.report_paths.get('markdown', self.output_dir / 'data_report')}")
+        if not report.is_usable:
+            raise DataUnusable("the data is unusable:\n- " + "\n- ".join(report.problems))
+        return prepared
+
+    # 3. Voices
+    def choose_speakers(self, dataset):
+        """One voice (`--speaker`), every voice with embeddings (`--multi_speaker`), or all clips as one voice.
+
+        Returns the dataset and the speaker → embedding id mapping (`None` for one voice).
+        """
+        model_args = self.model_args
+        if model_args.speaker is not None:
+            try:
+                dataset, stats = select_speaker(dataset, model_args.speaker)
+            except ValueError as error:
+                raise UsageError(str(error)) from error
+            self.say(f"voice: speaker {stats.short_speaker} with {stats.clips} clips ({stats.hours * 60:.1f} min)")
+            return dataset, None
+        if model_args.multi_speaker:
+            try:
+                mapping = build_speaker_to_id(dataset, min_clips=model_args.min_speaker_clips)
+            except ValueError as error:
+                raise UsageError(f"{error}; lower --min_speaker_clips or train one voice with --speaker") from error
+            base_map = Path(model_args.model_name_or_path) / SPEAKERS_NAME
+            if model_args.model_size is None and base_map.is_file():
+                # Keep the ids the base model's embeddings were trained with; new voices get new rows after them.
+                known = load_speaker_map(base_map)
+                for speaker in mapping:
+                    known.setdefault(speaker, len(known))
+                mapping = known
+            dataset, dropped = filter_speakers(dataset, mapping)
+            self.say(
+                f"voices: {len(mapping)} speakers with >= {model_args.min_speaker_clips} clips; "
+                f"{dropped} clips of rarer speakers left out"
+            )
+            return dataset, mapping
+        speakers = speaker_table(dataset)
+        if len(speakers) > 1:
+            logger.warning(
+                f"the data has {len(speakers)} speakers, trained as one voice; pass --speaker most_hours to train the "
+                "best-covered voice, or --multi_speaker for speaker embeddings"
+            )
+        return dataset, None
+
+    # 4. Held-out evaluation set
+    def split(self, dataset):
+        """Hold out `eval_samples` clips (at most a tenth) chosen by a hash of their ids and the seed.
+
+        The choice does not depend on the dataset's order or on clips quarantined later, and it is written to
+        `data_split.json`; a resumed run reads it back, so evaluation never sees a clip the model was trained on.
+        """
+        ids = list(dataset["id"])
+        path = self.output_dir / SPLIT_NAME
+        saved = _read_json(path)
+        if saved is not None:
+            eval_ids = set(saved["eval_ids"])
+        else:
+            count = min(self.run_args.eval_samples, max(1, len(ids) // 10))
+            if len(ids) < 2:
+                raise UsageError(
+                    f"{len(ids)} clip(s) left: training needs at least 2 (one is held out for evaluation)"
+                )
+            ranked = sorted(ids, key=lambda i: hashlib.sha1(f"{self.args.seed}:{i}".encode()).hexdigest())
+            eval_ids = set(ranked[:count])
+            if self.is_main:
+                _write_json(path, {"seed": self.args.seed, "eval_ids": sorted(eval_ids)})
+        is_eval = np.fromiter((i in eval_ids for i in ids), dtype=bool, count=len(ids))
+        evaluation = dataset.select(np.flatnonzero(is_eval))
+        train = dataset.select(np.flatnonzero(~is_eval))
+        quarantined = load_quarantine(self.output_dir)
+        if quarantined:
+            keep = [index for index, sample_id in enumerate(train["id"]) if sample_id not in quarantined]
+            self.say(
+                f"quarantine: {len(train) - len(keep)} clips left out (listed in {self.output_dir}/quarantine.json)"
+            )
+            train = train.select(keep)
+        self.say(f"split: {len(train)} training clips, {len(evaluation)} held out for evaluation")
+        return train, evaluation
+
+    # 5. Model
+    def build_model(self, tokenizer, speaker_to_id: dict[str, int] | None) -> VitsForTraining:
+        model_args = self.model_args
+        num_speakers = 1 if speaker_to_id is None else max(speaker_to_id.values()) + 1
+        if model_args.model_size is not None:
+            model = VitsForTraining.from_size(model_args.model_size, tokenizer.vocab_size, num_speakers=num_speakers)
+        else:
+            try:
+                model = VitsForTraining.from_pretrained(model_args.model_name_or_path)
+            except OSError as error:
+                raise UsageError(offline_message(model_args.model_name_or_path, error)) from error
+            if model.config.vocab_size != tokenizer.vocab_size:
+                raise UsageError(
+                    f"the tokenizer {self.data_args.tokenizer} has {tokenizer.vocab_size} symbols but the model "
+                    f"{model_args.model_name_or_path} embeds {model.config.vocab_size}: use the model's own tokenizer"
+                )
+            if num_speakers > 1 and model.config.num_speakers < num_speakers:
+                size = (
+                    model_args.speaker_embedding_size
+                    or model.config.speaker_embedding_size
+                    or DEFAULT_SPEAKER_EMBEDDING
+                )
+                model = add_speaker_embeddings(model, num_speakers, size)
+        if speaker_to_id is not None and self.is_main:
+            save_speaker_map(self.output_dir, speaker_to_id)
+        if speaker_to_id is not None:
+            model.speaker_to_id = speaker_to_id
+        return model
+
+    # 6. Trainer
+    def build_trainer(self, model, tokenizer, train, evaluation, speaker_to_id):
+        mel = model.mel_config
+        trainer = VitsTrainer(
+            model,
+            self.args,
+            train_dataset=train,
+            eval_dataset=evaluation,
+            processing_class=tokenizer,
+            speaker_to_id=speaker_to_id,
+            callbacks=[AudioSampleCallback(speaker_id=0 if speaker_to_id else None)],
+        )
+        ThroughputCallback(hop_length=mel.hop_length, sampling_rate=mel.sampling_rate).attach(trainer)
+        self.nan_recovery = NanRecoveryCallback(
+            lr_factor=self.run_args.nan_lr_factor, max_recoveries=self.run_args.nan_max_recoveries
+        ).attach(trainer)
+        self.best_model = BestModelCallback().attach(trainer)
+        return trainer
+
+    # 7. Time budget
+    def plan_budget(self, trainer, checkpoint: str | None, num_train_samples: int):
+        target = self.run_args.target_hours * 3600
+        timing = measure_step_time(
+            trainer, probe_steps=self.run_args.budget_probe_steps, warmup_steps=self.run_args.budget_warmup_steps
+        )
+        # What follows `train()`: the final evaluation, the best model it may write, the final save.
+        final = timing.eval_seconds + 2 * timing.save_model_seconds
+        elapsed = time.time() - self.started
+        common = {"args": self.args, "num_train_samples": num_train_samples, "final_overhead_seconds": final}
+        try:
+            if checkpoint is None:
+                plan = plan_run(timing, target, elapsed_seconds=elapsed, **common)
+            else:
+                plan = plan_remaining(timing, target, checkpoint=checkpoint, elapsed_seconds=elapsed, **common)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
+        apply_plan(trainer, plan)
+        self.plan = plan
+        if self.is_main:
+            (self.output_dir / "plan.md").write_text(plan.to_markdown() + "\n", encoding="utf-8")
+        self.say(f"\nTraining plan ({self.output_dir / 'plan.md'}):\n{plan.to_markdown()}\n")
+        return plan
+
+    # 8. The end: sample, curve, summary
+    def synthesize_sample(self, model_dir: Path, speaker_to_id) -> Path:
+        """One sentence through stock `transformers.pipeline("text-to-speech")`, as a user of the model would."""
+        from transformers import pipeline
+
+        text = normalize_text(self.run_args.sample_text).text
+        synthesizer = pipeline("text-to-speech", model=str(model_dir), device=self.args.device)
+        forward_params = {"speaker_id": 0} if speaker_to_id else {}
+        speech = synthesizer(text, forward_params=forward_params)
+        audio = np.asarray(speech["audio"], dtype=np.float32).reshape(-1)
+        return write_audio(self.output_dir / "sample.wav", audio, speech["sampling_rate"])
+
+    def needs_hub(self) -> bool:
+        local = {"demo", KURMANJI_TOKENIZER_NAME}
+        names = [self.data_args.data, self.data_args.tokenizer]
+        if self.model_args.model_size is None:
+            names.append(self.model_args.model_name_or_path)
+        return any(name not in local and not Path(name).exists() for name in names)
+
+    def execute(self) -> int:
+        checkpoint = self.checkpoint_to_resume()
+        if self.needs_hub():
+            go_offline_if_hub_unreachable()
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            prepared = self.load_data()
+        except DataUnusable as error:
+            print(f"error: {error}")
+            return 1
+        tokenizer = self.data_args.load_tokenizer()
+        dataset, speaker_to_id = self.choose_speakers(prepared.dataset)
+        train, evaluation = self.split(dataset)
+        model = self.build_model(tokenizer, speaker_to_id)
+        trainer = self.build_trainer(model, tokenizer, train, evaluation, speaker_to_id)
+        if self.run_args.target_hours is not None:
+            self.plan_budget(trainer, checkpoint, len(train))
+        elif checkpoint is None and self.args.max_steps <= 0:
+            self.say(f"no --target_hours: training {self.args.num_train_epochs:g} epochs")
+
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        trainer.save_model()
+        trainer.save_state()
+        if not self.is_main:
+            return 1 if self.nan_recovery.gave_up else 0
+
+        best_dir = self.output_dir / self.best_model.folder_name
+        sample = self.synthesize_sample(best_dir, speaker_to_id)
+        curve = save_figure(loss_curve_figure(trainer.state.log_history), self.output_dir / "loss_curve.png")
+        summary = self.summarize(trainer, best_dir, sample, curve)
+        _write_json(self.output_dir / SUMMARY_NAME, summary)
+        if self.nan_recovery.gave_up:
+            print(
+                f"error: training stopped after {self.nan_recovery.recoveries} NaN recoveries; the last good state is "
+                f"in {trainer.state.best_model_checkpoint or self.output_dir}; see {self.output_dir / 'quarantine.json'}"
+            )
+            return 1
+        return 0
+
+    def summarize(self, trainer, best_dir: Path, sample: Path, curve: Path) -> dict:
+        finished = time.time()
+        info = _read_json(best_dir / "best_model.json") or {}
+        summary = {
+            "output_dir": str(self.output_dir),
+            "best_model": str(best_dir),
+            "best_metric": {info.get("metric"): info.get("value")} if info else None,
+            "best_step": info.get("step"),
+            "global_step": trainer.state.global_step,
+            "sample": str(sample),
+            "loss_curve": str(curve),
+            "data_report": str(self.report_paths.get("markdown", "")),
+            "quarantined": sorted(load_quarantine(self.output_dir)),
+            "nan_recoveries": self.nan_recovery.recoveries,
+            "job_seconds": finished - self.started,
+        }
+        lines = [
+            "",
+            f"Done: {trainer.state.global_step} steps.",
+            f"  best model : {best_dir}  (step {info.get('step')}, {info.get('metric')} = {info.get('value', 0):.4g})",
+            f"  sample     : {sample}",
+            f"  loss curve : {curve}",
+            f"  data report: {summary['data_report']}",
+            f"  TensorBoard: tensorboard --logdir {self.output_dir / 'runs'}",
+            f"  quarantine : {len(summary['quarantined'])} clips",
+        ]
+        if self.plan is not None:
+            budget = _read_json(self.output_dir / BUDGET_NAME) or {}
+            actual = finished - self.plan.started_at
+            summary["budget"] = {
+                "target_seconds": self.plan.target_seconds,
+                "planned_seconds": self.plan.elapsed_seconds + self.plan.predicted_seconds,
+                "actual_seconds": actual,
+                "deviation": actual / self.plan.target_seconds - 1,
+                "planned_steps": self.plan.steps,
+                "stopped_early": bool(budget.get("stopped_early", False)),
+            }
+            lines.append(
+                f"  budget     : {actual / 60:.1f} min of {self.plan.target_seconds / 60:.1f} min "
+                f"({summary['budget']['deviation']:+.1%}); {trainer.state.global_step} of {self.plan.steps} planned steps"
+            )
+        print("\n".join(lines), flush=True)
+        return summary
+
+
+def offline_message(name: str, error: Exception) -> str:
+    return (
+        f"could not load the model {name!r} ({type(error).__name__}: {str(error).splitlines()[0]}).\n"
+        "Offline? Start from a local model folder (--model_name_or_path runs/<run>/best_model), or from random "
+        "weights (--model_size tiny|small|mms; the tokenizer then defaults to the built-in Kurmanji one), "
+        "or run the bundled offline demo: --recipe demo"
+    )
+
+
+class DataUnusable(RuntimeError):
+    """The validation report found the prepared data unusable."""
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _write_json(path: Path, values: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(values, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

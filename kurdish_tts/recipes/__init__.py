@@ -1,0 +1,53 @@
+"""Named training recipes: YAML files of script arguments, shipped with the package.
+
+`--recipe NAME` reads `kurdish_tts/recipes/NAME.yaml` (also reachable as `recipes/` at the top of the repository);
+`--recipe path/to/file.yaml` reads any file. A recipe sets the defaults of the script's arguments, so flags given on
+the command line still win: `--recipe rtx2070_finetune --learning_rate 1e-5`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+RECIPES_DIR = Path(__file__).parent
+
+
+class RecipeError(ValueError):
+    """A recipe that does not exist or cannot be used; the message says what to do."""
+
+
+def available_recipes() -> list[str]:
+    return sorted(path.stem for path in RECIPES_DIR.glob("*.yaml"))
+
+
+def recipe_path(name_or_path: str | os.PathLike) -> Path:
+    """The YAML file behind a recipe name (`demo`) or path (`my_recipe.yaml`)."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.parent != Path("."):
+        if not path.is_file():
+            raise RecipeError(f"recipe file {str(path)!r} does not exist")
+        return path
+    packaged = RECIPES_DIR / f"{name_or_path}.yaml"
+    if not packaged.is_file():
+        raise RecipeError(
+            f"unknown recipe {str(name_or_path)!r}; choose one of {', '.join(available_recipes())} or pass the path "
+            "of a YAML file"
+        )
+    return packaged
+
+
+def load_recipe(name_or_path: str | os.PathLike) -> dict:
+    """The recipe's argument values, keyed by argument name."""
+    path = recipe_path(name_or_path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise RecipeError(f"recipe {path} is not valid YAML: {error}") from error
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise RecipeError(f"recipe {path} must be a mapping of argument names to values, got {type(values).__name__}")
+    return values
