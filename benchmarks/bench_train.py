@@ -35,13 +35,16 @@ from kurdish_tts.trainers import VitsTrainer, VitsTrainingArguments
 from kurdish_tts.trainers.vits_trainer import _OUTPUT_FIELDS
 
 
-def synthetic_dataset(rows: int, text_length: int, frames: int, hop: int, n_mels: int, vocab: int, seed: int = 0):
-    """Rows in the prepared-cache schema; lengths vary ±20 % like a length-filtered corpus."""
+def synthetic_dataset(
+    rows: int, text_length: int, frames: int, hop: int, n_mels: int, vocab: int, seed: int = 0, spread: float = 0.2
+):
+    """Rows in the prepared-cache schema; lengths vary ±`spread` (20 %: a length-filtered corpus; 0: every row at the
+    given lengths, the worst case for memory when they are the recipe's maxima)."""
     rng = np.random.default_rng(seed)
     data = {"input_ids": [], "waveform": [], "num_samples": [], "mel": [], "num_frames": [], "speaker": []}
     for _ in range(rows):
-        n_frames = int(frames * rng.uniform(0.8, 1.2))
-        n_text = min(int(text_length * rng.uniform(0.8, 1.2)), n_frames)
+        n_frames = int(frames * rng.uniform(1 - spread, 1 + spread))
+        n_text = min(int(text_length * rng.uniform(1 - spread, 1 + spread)), n_frames)
         ids = rng.integers(1, vocab, n_text)
         ids[::2] = 0  # interspersed blanks
         t = np.arange(n_frames * hop) / 16000
@@ -205,6 +208,9 @@ def main(argv=None):
     parser.add_argument("--text_length", type=int, default=121, help="mean token ids per item (blanks included)")
     parser.add_argument("--frames", type=int, default=300, help="mean spectrogram frames per item")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--fixed_lengths", action="store_true", help="every item exactly --frames/--text_length long (peak memory)"
+    )
     parser.add_argument("--skip_breakdown", action="store_true")
     parser.add_argument("--compile", action="store_true", help="TrainingArguments.torch_compile (end-to-end only)")
     parser.add_argument("--pad_to_multiple_of", type=int, default=None)
@@ -230,7 +236,7 @@ def main(argv=None):
     device_name = torch.cuda.get_device_name() if device == "cuda" else "CPU smoke test"
     lines = [
         f"{time.strftime('%Y-%m-%d')}, {device_name}, torch {torch.__version__}, size {args.size}, "
-        f"mean text {args.text_length} ids, mean {args.frames} frames, {args.workers} loader workers, "
+        f"{'fixed' if args.fixed_lengths else 'mean'} text {args.text_length} ids, {args.frames} frames, {args.workers} loader workers, "
         f"compile {args.compile}, compiled modules {args.compile_modules or 'none'}, pad_to_multiple_of {args.pad_to_multiple_of}, cudnn.benchmark {args.cudnn_benchmark}",
         "",
         "| batch | precision | samples/s | step ms | data wait | peak GiB | final fp16 scale |",
@@ -246,7 +252,13 @@ def main(argv=None):
                 model.compile_submodules(tuple(args.compile_modules))
             rows = max(4 * batch, 64)
             dataset = synthetic_dataset(
-                rows, args.text_length, args.frames, model.mel_config.hop_length, model.mel_config.n_mels, 39
+                rows,
+                args.text_length,
+                args.frames,
+                model.mel_config.hop_length,
+                model.mel_config.n_mels,
+                39,
+                spread=0.0 if args.fixed_lengths else 0.2,
             )
             extra = {"torch_compile": args.compile, "pad_to_multiple_of": args.pad_to_multiple_of}
             result = end_to_end(model, dataset, batch, precision, args.steps, args.warmup, args.workers, **extra)

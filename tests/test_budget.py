@@ -279,7 +279,8 @@ class TestPlannedRun:
         """
         wall, trainer, plan, callback = planned_run(prepared, tokenizer, tmp_dir, 12.0, probe_steps=10, warmup_steps=3)
         assert 0.80 * 12.0 <= wall <= 1.08 * 12.0, (wall, str(plan))
-        assert trainer.state.global_step == plan.steps or callback.stopped_early
+        # The end the run settled on: the plan's, or a re-plan's; or earlier, when the callback stopped a late run.
+        assert trainer.state.global_step == trainer.state.max_steps or callback.stopped_early
         record = json.loads((tmp_dir / "budget.json").read_text())
         assert record["global_step"] == trainer.state.global_step
         assert record["plan"]["steps"] == plan.steps and record["deadline"] == pytest.approx(plan.deadline)
@@ -339,3 +340,63 @@ class TestResume:
             str(checkpoint / "trainer_state.json")
         )
         assert budget_spent(checkpoint) == (12.5, 7)
+
+
+class TestReplanning:
+    def test_retarget_moves_the_end_of_the_schedule_and_keeps_lowered_rates(self, tmp_dir):
+        from transformers import get_scheduler
+
+        weight = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.AdamW([weight], lr=1.0)
+        scheduler = get_scheduler("linear", optimizer, num_warmup_steps=2, num_training_steps=100)
+        for _ in range(10):
+            optimizer.step()
+            scheduler.step()
+        scheduler.base_lrs = [0.5]  # as NaN recovery leaves it
+        trainer = SimpleNamespace(lr_scheduler=scheduler)
+        assert budget._retarget_schedules(trainer, total_steps=20, warmup_steps=2)
+        # Linear decay from step 2 to step 20, at step 10, from the lowered peak.
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * (20 - 10) / (20 - 2))
+        for _ in range(10):
+            optimizer.step()
+            scheduler.step()
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0)
+
+    def test_other_schedules_are_not_retargeted(self):
+        weight = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.AdamW([weight], lr=1.0)
+        trainer = SimpleNamespace(lr_scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 5))
+        assert not budget._retarget_schedules(trainer, total_steps=20, warmup_steps=0)
+
+    def test_a_pessimistic_probe_is_corrected_while_training(self, prepared, tokenizer, tmp_dir):
+        """The probe's step time is made 30 % slower by hand: the plan is a fifth short of what fits. The callback
+        re-plans with the measured pace, the run fills its budget, and the linear schedule ends at zero on the new last
+        step."""
+        target = 16.0
+        args = tiny_training_args(tmp_dir, logging_steps=5, lr_scheduler_type="linear", save_strategy="no")
+        trainer = VitsTrainer(tiny_model(tokenizer), args, train_dataset=prepared, processing_class=tokenizer)
+        started = time.time()
+        timing = measure_step_time(trainer, probe_steps=8, warmup_steps=2)
+        slow = hand_made_timing(
+            **{
+                **timing.__dict__,
+                "seconds_per_step": 1.3 * timing.seconds_per_step,
+                "step_seconds": timing.step_seconds,
+            }
+        )
+        plan = plan_run(
+            slow, target, args=args, num_train_samples=len(prepared), elapsed_seconds=time.time() - started
+        )
+        callback = apply_plan(trainer, plan)
+        callback.min_replan_steps = 8
+        assert args.max_steps == int(plan.steps * 1.25 + 0.999)
+        trainer.train()
+        wall = time.time() - started
+
+        assert callback.replans and trainer.state.global_step > 1.1 * plan.steps, callback.replans
+        assert trainer.state.global_step == trainer.state.max_steps <= args.max_steps
+        assert 0.8 * target <= wall <= 1.05 * target, (wall, callback.replans)
+        rates = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
+        assert rates[-1] < 0.15 * max(rates)
+        record = json.loads((tmp_dir / "budget.json").read_text())
+        assert record["planned_steps"] == trainer.state.global_step and record["replans"] == callback.replans

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import AutoConfig
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
@@ -298,9 +299,24 @@ class VitsTrainingRun:
         text = normalize_text(self.run_args.sample_text).text
         synthesizer = pipeline("text-to-speech", model=str(model_dir), device=self.args.device)
         forward_params = {"speaker_id": 0} if speaker_to_id else {}
-        speech = synthesizer(text, forward_params=forward_params)
-        audio = np.asarray(speech["audio"], dtype=np.float32).reshape(-1)
-        return write_audio(self.output_dir / "sample.wav", audio, speech["sampling_rate"])
+        try:
+            speech = synthesizer(text, forward_params=forward_params)
+            audio, sampling_rate = speech["audio"], speech["sampling_rate"]
+        except TypeError as error:
+            if "BatchEncoding.to()" not in str(error):
+                raise
+            # transformers 5.17 casts the tokenizer's output to the model's dtype, which a BatchEncoding refuses, for
+            # every tokenizer-only model (huggingface/transformers#48683, fixed in later releases). Same call, by hand.
+            logger.warning(
+                f"the text-to-speech pipeline of this transformers version fails ({error}); synthesizing "
+                "the sample with the pipeline's model and tokenizer directly"
+            )
+            inputs = synthesizer.tokenizer(text, return_tensors="pt").to(synthesizer.device)
+            with torch.no_grad():
+                audio = synthesizer.model(**inputs, **forward_params).waveform.float().cpu().numpy()
+            sampling_rate = synthesizer.model.config.sampling_rate
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        return write_audio(self.output_dir / "sample.wav", audio, sampling_rate)
 
     def needs_hub(self) -> bool:
         local = {"demo", KURMANJI_TOKENIZER_NAME}
@@ -338,11 +354,17 @@ class VitsTrainingRun:
         trainer.save_metrics("eval", metrics)
         trainer.save_model()
         trainer.save_state()
+        _release_loader_workers(trainer)
         if not self.is_main:
             return 1 if self.nan_recovery.gave_up else 0
 
         best_dir = self.output_dir / self.best_model.folder_name
-        sample = self.synthesize_sample(best_dir, speaker_to_id)
+        try:
+            sample = self.synthesize_sample(best_dir, speaker_to_id)
+        except Exception:
+            # The model is trained and saved; a failed sample must not turn the run into a failure.
+            logger.exception(f"could not synthesize the sample with {best_dir}")
+            sample = None
         curve = save_figure(loss_curve_figure(trainer.state.log_history), self.output_dir / "loss_curve.png")
         summary = self.summarize(trainer, best_dir, sample, curve)
         _write_json(self.output_dir / SUMMARY_NAME, summary)
@@ -363,7 +385,7 @@ class VitsTrainingRun:
             "best_metric": {info.get("metric"): info.get("value")} if info else None,
             "best_step": info.get("step"),
             "global_step": trainer.state.global_step,
-            "sample": str(sample),
+            "sample": None if sample is None else str(sample),
             "loss_curve": str(curve),
             "data_report": str(self.report_paths.get("markdown", "")),
             "quarantined": sorted(load_quarantine(self.output_dir)),
@@ -374,7 +396,7 @@ class VitsTrainingRun:
             "",
             f"Done: {trainer.state.global_step} steps.",
             f"  best model : {best_dir}  (step {info.get('step')}, {info.get('metric')} = {info.get('value', 0):.4g})",
-            f"  sample     : {sample}",
+            f"  sample     : {sample or 'not written (see the error above)'}",
             f"  loss curve : {curve}",
             f"  data report: {summary['data_report']}",
             f"  TensorBoard: tensorboard --logdir {self.output_dir / 'runs'}",
@@ -397,6 +419,17 @@ class VitsTrainingRun:
             )
         print("\n".join(lines), flush=True)
         return summary
+
+
+def _release_loader_workers(trainer) -> None:
+    """Stop the evaluation loader's persistent workers now rather than at interpreter exit, where their shutdown was
+    seen to hold the process for tens of seconds past the end of the job (and of its time budget)."""
+    for loader in getattr(trainer, "_eval_dataloaders", {}).values():
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+    if hasattr(trainer, "_eval_dataloaders"):
+        trainer._eval_dataloaders = {}
 
 
 def offline_message(name: str, error: Exception) -> str:

@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
@@ -51,12 +52,32 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from transformers import DefaultFlowCallback, Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import (
+    DefaultFlowCallback,
+    ProgressCallback,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy, SaveStrategy
 
 logger = logging.getLogger(__name__)
 
 BUDGET_NAME = "budget.json"
+# `lr_scheduler_type`s whose transformers schedule is a `LambdaLR` of `functools.partial`s with a
+# `num_training_steps` keyword (or none at all), so that the end of the run can be moved while it trains.
+RETARGETABLE_SCHEDULES = {
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "cosine_with_min_lr",
+}
 # Attributes that the probe's `train()` may leave wrapped (DDP, torch.compile): a later `train()` reuses the wrapper
 # rather than wrapping the model a second time, so they are kept rather than put back.
 _WRAPPER_ATTRIBUTES = ("model", "model_wrapped", "deepspeed")
@@ -571,19 +592,31 @@ def budget_spent(checkpoint: str | os.PathLike) -> tuple[float, int]:
     return float(runtime), global_step
 
 
-def apply_plan(trainer: Trainer, plan: TrainingPlan) -> TimeBudgetCallback:
+def apply_plan(trainer: Trainer, plan: TrainingPlan, headroom: float = 0.25) -> TimeBudgetCallback:
     """Make `trainer` run `plan`: set `args.max_steps` and attach a `TimeBudgetCallback` for its deadline.
 
-    The Trainer builds the learning-rate schedule from `max_steps` when `train()` starts, so warm-up (`warmup_steps`,
-    as a count or a ratio) and decay span exactly the planned run. A resumed run's schedule is rebuilt for the new
-    `max_steps` and continues from the checkpoint's step.
+    The learning-rate schedule (warm-up, as a count or a ratio, then decay) spans exactly the planned steps. The
+    callback re-plans once the run has measured its own pace (`TimeBudgetCallback.replan_fractions`), moving the end
+    and stretching or shrinking the schedule with it, so that a probe that was a little slow or fast does not leave
+    part of the budget unused or make the run stop early. The Trainer fixes its number of epochs from `max_steps` when
+    `train()` starts, so `args.max_steps` is set `headroom` above the plan: the room a re-plan can grow into. For
+    schedules that cannot be re-targeted (`reduce_lr_on_plateau`, custom ones) there is no headroom and no re-plan;
+    the callback then only stops a late run.
+
+    A resumed run's schedule is re-targeted in the same way and continues from the checkpoint's step.
 
     Returns:
         `TimeBudgetCallback`, the callback attached (replacing one attached before).
     """
-    trainer.args.max_steps = plan.steps
+    if headroom < 0:
+        raise ValueError(f"headroom must be >= 0, got {headroom}")
+    replan = trainer.args.lr_scheduler_type in RETARGETABLE_SCHEDULES and headroom > 0
+    trainer.args.max_steps = math.ceil(plan.steps * (1 + headroom)) if replan else plan.steps
     trainer.pop_callback(TimeBudgetCallback)
     callback = TimeBudgetCallback.from_plan(plan)
+    if replan:
+        callback.enable_replanning(trainer, max_steps=trainer.args.max_steps)
+    # Last, so that the evaluation time it measures includes what other callbacks do on evaluation (a best-model save).
     trainer.add_callback(callback)
     return callback
 
@@ -635,6 +668,14 @@ class TimeBudgetCallback(TrainerCallback):
 
     # Recent steps for the estimate: enough for a stable median, few enough to follow a change of pace.
     window = 50
+    # Re-plan when these shares of the planned new steps are done (with replanning enabled by `apply_plan`): early,
+    # to correct the probe, then late, when what is left to predict (and to get wrong) is short.
+    replan_fractions = (0.1, 0.3, 0.6, 0.85, 0.95)
+    # Steps whose mean is the pace of a re-plan: recent enough to follow the run's pace (which drifts: clocks, other
+    # work on the machine), long enough to average over epoch boundaries.
+    pace_window = 200
+    # ... provided that many steps were timed since the start (a re-plan on a handful of steps would add noise).
+    min_replan_steps = 20
 
     def __init__(
         self,
@@ -658,6 +699,13 @@ class TimeBudgetCallback(TrainerCallback):
         self.stopped_at_step = None
         self._steps = deque(maxlen=self.window)
         self._last_event = None
+        # Re-planning (`enable_replanning`): the trainer whose schedules are re-targeted, and the bound on the steps.
+        self._trainer = None
+        self._max_steps = None
+        self._replan_steps: list[int] = []
+        self._pace = deque(maxlen=self.pace_window)
+        self._timed_steps = 0
+        self.replans: list[dict] = []
         # Whether an evaluation or a checkpoint ran since the last step end, so the next interval is no step time.
         self._interrupted = True
 
@@ -670,6 +718,20 @@ class TimeBudgetCallback(TrainerCallback):
             eval_seconds=plan.eval_seconds,
             checkpoint_seconds=plan.checkpoint_seconds,
             plan=plan,
+        )
+
+    def enable_replanning(self, trainer: Trainer, max_steps: int) -> None:
+        """Let the callback move the end of the run up to `max_steps` (the `args.max_steps` the Trainer's epochs were
+        counted for) and re-target `trainer`'s learning-rate schedules to it. Needs a plan."""
+        if self.plan is None:
+            raise ValueError(
+                "re-planning needs the TrainingPlan the callback was made from (TimeBudgetCallback.from_plan)"
+            )
+        self._trainer = trainer
+        self._max_steps = max_steps
+        new_steps = self.plan.steps - self.plan.start_step
+        self._replan_steps = sorted(
+            {self.plan.start_step + max(1, round(f * new_steps)) for f in self.replan_fractions}
         )
 
     @property
@@ -685,16 +747,87 @@ class TimeBudgetCallback(TrainerCallback):
             self.started_at = now
         self._last_event = now
         self._interrupted = True
+        if self._trainer is not None:
+            # The Trainer built the schedule for the bound; the run is the plan until a re-plan says otherwise.
+            self._set_max_steps(state, self.plan.steps)
+            warmup = args.get_warmup_steps(self.plan.steps)
+            retargeted = _retarget_schedules(self._trainer, self.plan.steps, warmup)
+            if not retargeted:
+                logger.warning("Time budget: the learning-rate schedule cannot be re-targeted; no re-planning")
+                self._trainer = None
+            self._warmup_steps = warmup
         self._write_record(args, state, [args.output_dir])
+
+    def _set_max_steps(self, state: TrainerState, steps: int) -> None:
+        state.max_steps = steps
+        # The progress bar was sized when training began.
+        for callback in self._trainer.callback_handler.callbacks:
+            bar = getattr(callback, "training_bar", None)
+            if isinstance(callback, ProgressCallback) and bar is not None:
+                bar.total = steps
+                bar.refresh()
+
+    def _replan(self, args: TrainingArguments, state: TrainerState, now: float) -> None:
+        """Move the end of the run to what the measured pace fits before the plan's own end (the budget less its
+        margin, the final evaluation and save, and `train()`'s tear-down)."""
+        plan = self.plan
+        step = statistics.fmean(self._pace)
+        end = plan.started_at + plan.target_seconds * (1 - plan.safety_margin)
+        available = end - now - plan.final_overhead_seconds - plan.train_overhead_seconds
+        steps_per_epoch = math.ceil(plan.steps / plan.epochs) if plan.epochs and plan.epochs == plan.epochs else None
+
+        def cost(steps: int) -> float:
+            evaluations, checkpoints = _count_evaluations_and_checkpoints(
+                args, state.global_step, steps, steps_per_epoch
+            )
+            return steps * step + evaluations * self.eval_seconds + checkpoints * self.checkpoint_seconds
+
+        low, high = 1, max(2, int(available / step) + 2)
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if cost(middle) <= available else (low, middle)
+        target = min(state.global_step + low, self._max_steps)
+        # Every process must end at the same step.
+        (negative,) = _max_over_processes([-float(target)], args.device)
+        target = int(-negative)
+        if target == state.max_steps:
+            return
+        previous = state.max_steps
+        self._set_max_steps(state, target)
+        _retarget_schedules(self._trainer, target, self._warmup_steps)
+        self.replans.append(
+            {"at_step": state.global_step, "from_steps": previous, "to_steps": target, "seconds_per_step": step}
+        )
+        if args.should_log:
+            logger.info(
+                f"Time budget: re-planned at step {state.global_step:,} with the run's own pace ({step:.4f} s per "
+                f"step against {plan.seconds_per_step:.4f} s from the probe): {previous:,} -> {target:,} steps"
+            )
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         now = time.time()
         if not self._interrupted:
             self._steps.append(now - self._last_event)
+            self._timed_steps += 1
+            # The pace for re-planning leaves out the first steps of the run (loader start-up, allocations).
+            if self._timed_steps > self.min_replan_steps // 4:
+                self._pace.append(now - self._last_event)
         self._last_event = now
         self._interrupted = False
         if state.global_step >= state.max_steps:
             return control
+        if (
+            self._trainer is not None
+            and self._replan_steps
+            and state.global_step >= self._replan_steps[0]
+            and len(self._pace) >= self.min_replan_steps
+        ):
+            while self._replan_steps and state.global_step >= self._replan_steps[0]:
+                self._replan_steps.pop(0)
+            self._replan(args, state, now)
+            if state.global_step >= state.max_steps:
+                control.should_training_stop = True
+                return control
         going_on = (
             self.expected_step_seconds
             + self.eval_seconds * control.should_evaluate
@@ -754,6 +887,8 @@ class TimeBudgetCallback(TrainerCallback):
             "elapsed_seconds": now - self.started_at,
             "updated_at": now,
             "stopped_early": self.stopped_early,
+            "planned_steps": state.max_steps,
+            "replans": self.replans,
             "plan": self.plan.to_dict() if self.plan is not None else None,
         }
         os.makedirs(args.output_dir, exist_ok=True)
@@ -761,6 +896,44 @@ class TimeBudgetCallback(TrainerCallback):
             # A checkpoint folder exists on the main process only once the Trainer has written it.
             if os.path.isdir(folder):
                 _write_json_atomically(os.path.join(folder, BUDGET_NAME), record)
+
+
+def _retarget_schedules(trainer: Trainer, total_steps: int, warmup_steps: int) -> bool:
+    """Make every learning-rate schedule of `trainer` (the Trainer's, and others it holds, such as VitsTrainer's
+    discriminator schedule) end at `total_steps`, from the current step on; warm-up keeps `warmup_steps`.
+
+    transformers' schedules are `LambdaLR`s over `functools.partial`s that carry `num_training_steps`: each partial is
+    replaced by one with the new values and the current rates are recomputed, from `base_lrs`, so that a rate that NaN
+    recovery lowered stays lowered. Returns `False` if a schedule is of another kind.
+    """
+    schedulers = [trainer.lr_scheduler, *(v for k, v in vars(trainer).items() if k.endswith("_scheduler"))]
+    done = set()
+    for scheduler in schedulers:
+        scheduler = getattr(scheduler, "scheduler", scheduler)  # accelerate's AcceleratedScheduler wraps it
+        if not isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler) or id(scheduler) in done:
+            continue
+        done.add(id(scheduler))
+        if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            return False
+        lambdas = []
+        for function in scheduler.lr_lambdas:
+            if isinstance(function, functools.partial) and "num_training_steps" in function.keywords:
+                keywords = {**function.keywords, "num_training_steps": total_steps}
+                if "num_warmup_steps" in keywords:
+                    keywords["num_warmup_steps"] = warmup_steps
+                function = functools.partial(function.func, *function.args, **keywords)
+            elif isinstance(function, functools.partial) and "num_warmup_steps" in function.keywords:
+                function = functools.partial(
+                    function.func, *function.args, **{**function.keywords, "num_warmup_steps": warmup_steps}
+                )
+            lambdas.append(function)
+        scheduler.lr_lambdas = lambdas
+        step = scheduler.last_epoch
+        rates = [base * function(step) for base, function in zip(scheduler.base_lrs, lambdas)]
+        for group, rate in zip(scheduler.optimizer.param_groups, rates):
+            group["lr"] = rate
+        scheduler._last_lr = rates
+    return True
 
 
 def _count_evaluations_and_checkpoints(
