@@ -368,24 +368,26 @@ class TestReplanning:
         trainer = SimpleNamespace(lr_scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 5))
         assert not budget._retarget_schedules(trainer, total_steps=20, warmup_steps=0)
 
-    def test_a_pessimistic_probe_is_corrected_while_training(self, prepared, tokenizer, tmp_dir):
-        """The probe's step time is made 30 % slower by hand: the plan is a fifth short of what fits. The callback
-        re-plans with the measured pace, the run fills its budget, and the linear schedule ends at zero on the new last
-        step."""
+    def test_an_optimistic_probe_is_corrected_while_training(self, prepared, tokenizer, tmp_dir):
+        """The probe's step time is cut to 60 % by hand: the plan has two thirds more steps than fit. Without
+        re-planning, the deadline would stop the run with its schedule half done. The callback re-plans with the
+        measured pace: the run ends at its new last step, in time, and the linear schedule reaches zero there. (A
+        pessimistic probe is corrected the same way, up to `apply_plan`'s headroom; on this shared machine the step
+        time's own noise is as large as that headroom, so this direction is the one a test can check.)"""
         target = 16.0
         args = tiny_training_args(tmp_dir, logging_steps=5, lr_scheduler_type="linear", save_strategy="no")
         trainer = VitsTrainer(tiny_model(tokenizer), args, train_dataset=prepared, processing_class=tokenizer)
         started = time.time()
         timing = measure_step_time(trainer, probe_steps=8, warmup_steps=2)
-        slow = hand_made_timing(
+        fast = hand_made_timing(
             **{
                 **timing.__dict__,
-                "seconds_per_step": 1.3 * timing.seconds_per_step,
+                "seconds_per_step": 0.6 * timing.seconds_per_step,
                 "step_seconds": timing.step_seconds,
             }
         )
         plan = plan_run(
-            slow, target, args=args, num_train_samples=len(prepared), elapsed_seconds=time.time() - started
+            fast, target, args=args, num_train_samples=len(prepared), elapsed_seconds=time.time() - started
         )
         callback = apply_plan(trainer, plan)
         callback.min_replan_steps = 8
@@ -393,10 +395,10 @@ class TestReplanning:
         trainer.train()
         wall = time.time() - started
 
-        assert callback.replans and trainer.state.global_step > 1.1 * plan.steps, callback.replans
-        assert trainer.state.global_step == trainer.state.max_steps <= args.max_steps
+        assert callback.replans and trainer.state.global_step < 0.85 * plan.steps, callback.replans
+        assert trainer.state.global_step == trainer.state.max_steps and not callback.stopped_early
         assert 0.8 * target <= wall <= 1.05 * target, (wall, callback.replans)
         rates = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
-        assert rates[-1] < 0.15 * max(rates)
+        assert rates[-1] < 0.15 * max(rates), rates
         record = json.loads((tmp_dir / "budget.json").read_text())
         assert record["planned_steps"] == trainer.state.global_step and record["replans"] == callback.replans
