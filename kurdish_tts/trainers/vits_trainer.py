@@ -335,7 +335,13 @@ class VitsTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if "loss" in logs else "eval"
-        metrics = {key: torch.stack(values).float().mean().item() for key, values in self._metrics[mode].items()}
+        keys = sorted(self._metrics[mode])
+        means = [torch.stack(self._metrics[mode][key]).float().mean() for key in keys]
+        if means and self.args.world_size > 1:
+            # Each process averaged its own batches; every process calls `log` at the same points with the same keys,
+            # so one all-reduce gives the run's averages (which best-model selection compares).
+            means = self.accelerator.reduce(torch.stack(means), reduction="mean").unbind()
+        metrics = {key: value.item() for key, value in zip(keys, means)}
         if mode == "eval":
             metrics = {f"eval_{key}": value for key, value in metrics.items()}
         elif self.args.fp16:
