@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 import librosa
 import numpy as np
 import soundfile as sf
+
+from ..atomic import atomic_path
 
 # A sample this close to full scale is counted as clipped: float decoders of 16-bit audio give at most 32767/32768.
 CLIPPING_LEVEL = 0.999
@@ -182,13 +183,6 @@ def write_audio(path: str | os.PathLike, waveform: np.ndarray, sampling_rate: in
         subtype = "MPEG_LAYER_III"
     elif fmt == "OGG":
         subtype = "VORBIS"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, waveform, sampling_rate, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as temporary:
+        sf.write(temporary, waveform, sampling_rate, format=fmt, subtype=subtype)
     return path

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from transformers import AutoConfig
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from ..atomic import write_json_atomically
 from ..audio.features import MelConfig
 from ..audio.io import write_audio
 from ..data.preprocess import prepare_dataset
@@ -205,7 +205,7 @@ class VitsTrainingRun:
             ranked = sorted(ids, key=lambda i: hashlib.sha1(f"{self.args.seed}:{i}".encode()).hexdigest())
             eval_ids = set(ranked[:count])
             if self.is_main:
-                _write_json(path, {"seed": self.args.seed, "eval_ids": sorted(eval_ids)})
+                write_json_atomically(path, {"seed": self.args.seed, "eval_ids": sorted(eval_ids)})
         is_eval = np.fromiter((i in eval_ids for i in ids), dtype=bool, count=len(ids))
         evaluation = dataset.select(np.flatnonzero(is_eval))
         train = dataset.select(np.flatnonzero(~is_eval))
@@ -367,7 +367,7 @@ class VitsTrainingRun:
             sample = None
         curve = save_figure(loss_curve_figure(trainer.state.log_history), self.output_dir / "loss_curve.png")
         summary = self.summarize(trainer, best_dir, sample, curve)
-        _write_json(self.output_dir / SUMMARY_NAME, summary)
+        write_json_atomically(self.output_dir / SUMMARY_NAME, summary)
         if self.nan_recovery.gave_up:
             print(
                 f"error: training stopped after {self.nan_recovery.recoveries} NaN recoveries; the last good state is "
@@ -450,10 +450,3 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError):
         return None
-
-
-def _write_json(path: Path, values: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(values, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

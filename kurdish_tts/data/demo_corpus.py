@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ import librosa
 import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
+
+from ..atomic import atomic_path, write_text_atomically
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 DEMO_CORPUS_DIR = DEMO_DIR / "corpus"
@@ -191,26 +192,13 @@ def _trim_edge_silence(
     return waveform[max(0, loud[0] - keep) : min(len(waveform), loud[-1] + 1 + keep)]
 
 
-def _write_atomically(path: Path, write) -> None:
-    # A half-written file must never look like a finished clip, so write next to the target and rename.
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(descriptor)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _write_flac(path: Path, samples: np.ndarray, sample_rate: int) -> None:
-    _write_atomically(
-        path, lambda temporary: sf.write(temporary, samples, sample_rate, format="FLAC", subtype="PCM_16")
-    )
+    with atomic_path(path) as temporary:
+        sf.write(temporary, samples, sample_rate, format="FLAC", subtype="PCM_16")
 
 
 def _write_text(path: Path, text: str) -> None:
-    _write_atomically(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8", newline="\n"))
+    write_text_atomically(path, text)
 
 
 def _plan_clips(sentences: Sequence[str], voices: Sequence[EspeakVoice], count: int, seed: int) -> list[tuple]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
+from ..atomic import write_json_atomically
 from .preprocess import PreparedData
 
 logger = logging.getLogger(__name__)
@@ -315,19 +315,7 @@ def save_speaker_map(
         )
     content = {"format_version": SPEAKERS_FORMAT_VERSION, "num_speakers": len(entries), "speakers": entries}
     path = _speakers_path(save_directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(content, file, indent=2, ensure_ascii=False)
-            file.write("\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json_atomically(path, content)
 
 
 def load_speaker_map(path: str | os.PathLike) -> dict[str, int]:

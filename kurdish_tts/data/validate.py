@@ -24,15 +24,16 @@ import json
 import math
 import os
 import unicodedata
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
+
+from ..atomic import atomic_path, write_text_atomically
 
 # Only the columns read here are required, so that extra columns added to the table later do not break validation.
 _REQUIRED_COLUMNS = (
@@ -326,10 +327,10 @@ class ValidationReport:
             "histogram": output_dir / "durations.png",
         }
         report_json = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-        _write_atomically(paths["json"], lambda tmp: tmp.write_text(report_json, encoding="utf-8"))
-        markdown = self.to_markdown()
-        _write_atomically(paths["markdown"], lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
-        _write_atomically(paths["histogram"], lambda tmp: _draw_duration_histogram(self.duration_histogram, tmp))
+        write_text_atomically(paths["json"], report_json)
+        write_text_atomically(paths["markdown"], self.to_markdown())
+        with atomic_path(paths["histogram"]) as temporary:
+            _draw_duration_histogram(self.duration_histogram, temporary)
         return paths
 
 
@@ -422,7 +423,8 @@ def plot_duration_histogram(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     histogram = _histogram(durations_kept, durations_dropped, bins=bins)
-    _write_atomically(path, lambda tmp: _draw_duration_histogram(histogram, tmp))
+    with atomic_path(path) as temporary:
+        _draw_duration_histogram(histogram, temporary)
     return path
 
 
@@ -708,16 +710,6 @@ def _to_json_safe(value: Any) -> Any:
         # float32 columns widen to noise like 0.950000011920929; 7 significant digits is all they ever held.
         return float(f"{value:.7g}") if math.isfinite(value) else None
     return value
-
-
-def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
-    # The temporary file lives next to the target, so os.replace stays on one filesystem and is atomic.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _format_hours(hours: float) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
+
+from ..atomic import atomic_path
 
 # Prefixes of the log-history keys that `loss_curve_figure` plots: `loss`, `loss/<term>` and their `eval_` forms.
 LOSS_KEY_PREFIXES = ("loss", "eval_loss")
@@ -160,16 +161,8 @@ def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
         `pathlib.Path`: the written path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        imsave(tmp, image, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as temporary:
+        imsave(temporary, image, format="png")
     return path
 
 

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from accelerate.utils import extract_model_from_parallel
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from .budget import _write_json_atomically
+from ..atomic import write_json_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ class BestModelCallback(TrainerCallback):
             self._write_model(temporary, args, model, processing_class)
             if args.should_save:
                 # Last, so that a temporary folder with a record is a complete one.
-                _write_json_atomically(str(temporary / BEST_MODEL_INFO_NAME), record)
+                write_json_atomically(temporary / BEST_MODEL_INFO_NAME, record)
                 _sync_tree(temporary)
         except BaseException:
             if args.should_save:

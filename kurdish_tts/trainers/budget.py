@@ -63,6 +63,8 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy, SaveStrategy
 
+from ..atomic import write_json_atomically
+
 logger = logging.getLogger(__name__)
 
 BUDGET_NAME = "budget.json"
@@ -895,7 +897,7 @@ class TimeBudgetCallback(TrainerCallback):
         for folder in folders:
             # A checkpoint folder exists on the main process only once the Trainer has written it.
             if os.path.isdir(folder):
-                _write_json_atomically(os.path.join(folder, BUDGET_NAME), record)
+                write_json_atomically(os.path.join(folder, BUDGET_NAME), record)
 
 
 def _retarget_schedules(trainer: Trainer, total_steps: int, warmup_steps: int) -> bool:
@@ -989,14 +991,6 @@ def process_start_time() -> float:
         import kurdish_tts
 
         return kurdish_tts.IMPORTED_AT
-
-
-def _write_json_atomically(path: str, values: dict) -> None:
-    # A reader (or a resumed run after a crash) sees the old file or the new one, never half of one.
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(values, handle, indent=2)
-    os.replace(temporary, path)
 
 
 def _max_over_processes(values: list[float], device: torch.device) -> list[float]:

@@ -16,8 +16,8 @@ import torch.distributed as dist
 from accelerate.utils import gather_object
 from transformers import DefaultFlowCallback, Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from ..atomic import write_json_atomically
 from ..data.collators import SAMPLE_IDS
-from .budget import _write_json_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -426,7 +426,7 @@ class NanRecoveryCallback(TrainerCallback):
             events = self._earlier_events + self.events
             sample_ids = sorted({sample_id for event in events for sample_id in event["sample_ids"]})
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            _write_json_atomically(path, {"sample_ids": sample_ids, "events": events})
+            write_json_atomically(path, {"sample_ids": sample_ids, "events": events})
         return path
 
 

@@ -1,8 +1,6 @@
 """The HiFi-GAN discriminator VITS trains against: one scale discriminator plus one period discriminator per period."""
 
-import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 
 import safetensors.torch
@@ -15,6 +13,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...atomic import write_bytes_atomically, write_text_atomically
 from .configuration_discriminator import VitsDiscriminatorConfig
 
 DISCRIMINATOR_WEIGHTS_NAME = "discriminator.safetensors"
@@ -299,10 +298,8 @@ def save_discriminator(discriminator: VitsDiscriminator, model_dir: str | os.Pat
     os.makedirs(model_dir, exist_ok=True)
     state_dict = {name: tensor.detach().cpu().contiguous() for name, tensor in discriminator.state_dict().items()}
     weights = safetensors.torch.save(state_dict, metadata={"format": "pt"})
-    _write_atomically(
-        os.path.join(model_dir, DISCRIMINATOR_CONFIG_NAME), discriminator.config.to_json_string().encode()
-    )
-    _write_atomically(os.path.join(model_dir, DISCRIMINATOR_WEIGHTS_NAME), weights)
+    write_text_atomically(os.path.join(model_dir, DISCRIMINATOR_CONFIG_NAME), discriminator.config.to_json_string())
+    write_bytes_atomically(os.path.join(model_dir, DISCRIMINATOR_WEIGHTS_NAME), weights)
 
 
 def load_discriminator(
@@ -381,24 +378,6 @@ def _read_config(config_path: str) -> VitsDiscriminatorConfig:
         return VitsDiscriminatorConfig.from_json_file(config_path)
     except (OSError, ValueError) as error:  # `json.JSONDecodeError` is a `ValueError`
         raise OSError(f"{config_path} is corrupt or unreadable ({error}).") from error
-
-
-def _write_atomically(path: str, data: bytes):
-    directory, name = os.path.split(path)
-    # Same directory as the target, so `os.replace` is a rename within one filesystem and thus atomic.
-    file_descriptor, temporary_path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(file_descriptor, "wb") as file:
-            # mkstemp creates 0600 files, which would hide the checkpoint from other users of a shared directory.
-            os.fchmod(file.fileno(), 0o644)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary_path)
-        raise
 
 
 __all__ = [
