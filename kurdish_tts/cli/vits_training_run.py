@@ -8,6 +8,7 @@ evaluation); only the main process prepares the cache first, writes files and pr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -45,6 +46,7 @@ from ..trainers import (
     ThroughputCallback,
     VitsTrainer,
     apply_plan,
+    load_best_model_info,
     load_quarantine,
     measure_step_time,
     plan_remaining,
@@ -76,6 +78,11 @@ class VitsTrainingRun:
         self.is_main = training_args.process_index == 0
         self.plan = None
         self.report_paths = {}
+
+    @functools.cached_property
+    def tokenizer(self):
+        """The tokenizer of the model to train, loaded once (the cache key, the model size and the trainer need it)."""
+        return self.data_args.load_tokenizer()
 
     def say(self, message: str) -> None:
         if self.is_main:
@@ -113,7 +120,7 @@ class VitsTrainingRun:
         """The STFT/mel geometry of the model to train: its named size, or the base model's config."""
         model_args = self.model_args
         if model_args.model_size is not None:
-            vocab_size = self.data_args.load_tokenizer().vocab_size
+            vocab_size = self.tokenizer.vocab_size
             return mel_config_for_size(vits_config_for_size(model_args.model_size, vocab_size), model_args.model_size)
         try:
             config = AutoConfig.from_pretrained(model_args.model_name_or_path)
@@ -129,7 +136,7 @@ class VitsTrainingRun:
         with self.args.main_process_first(desc="preparing the data cache"):
             prepared = prepare_dataset(
                 data_args.load_source(),
-                data_args.load_tokenizer(),
+                self.tokenizer,
                 config,
                 data_args.cache_dir,
                 num_proc=data_args.preprocessing_num_workers,
@@ -336,7 +343,7 @@ class VitsTrainingRun:
         except DataUnusable as error:
             print(f"error: {error}")
             return 1
-        tokenizer = self.data_args.load_tokenizer()
+        tokenizer = self.tokenizer
         dataset, speaker_to_id = self.choose_speakers(prepared.dataset)
         train, evaluation = self.split(dataset)
         model = self.build_model(tokenizer, speaker_to_id)
@@ -378,7 +385,7 @@ class VitsTrainingRun:
 
     def summarize(self, trainer, best_dir: Path, sample: Path, curve: Path) -> dict:
         finished = time.time()
-        info = _read_json(best_dir / "best_model.json") or {}
+        info = load_best_model_info(self.output_dir, self.best_model.folder_name) or {}
         summary = {
             "output_dir": str(self.output_dir),
             "best_model": str(best_dir),
