@@ -240,3 +240,16 @@ def test_length_grouped_sampling_and_loader_workers(prepared, tokenizer, tmp_dir
     trainer.train()
     assert trainer.state.global_step == 2
     assert type(trainer._get_train_sampler()).__name__ == "LengthGroupedSampler"
+
+
+def test_additive_attention_mask_equals_the_one_transformers_builds():
+    from transformers.masking_utils import create_bidirectional_mask
+
+    from kurdish_tts.models.vits.modeling_vits_training import additive_attention_mask
+
+    config = VitsForTraining.from_size("tiny", 40).vits.config
+    attention_mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    expected = create_bidirectional_mask(
+        config=config, inputs_embeds=torch.zeros(2, 5, 4), attention_mask=attention_mask
+    )
+    assert torch.equal(additive_attention_mask(attention_mask), expected.expand(2, 1, 5, 5))

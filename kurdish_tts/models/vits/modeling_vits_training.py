@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import VitsConfig, VitsModel
+from transformers.models.vits.modeling_vits import VitsConvFlow
 from transformers.utils import ModelOutput
 
 from ...audio.features import MelConfig, linear_spectrogram, mel_spectrogram
@@ -35,6 +36,7 @@ from . import losses
 from .configuration_discriminator import VitsDiscriminatorConfig
 from .modeling_discriminator import VitsDiscriminator, load_discriminator, save_discriminator
 from .monotonic_align import maximum_path
+from .splines import conv_flow_forward
 
 # Named architectures for random initialization. `mms` is the architecture of facebook/mms-tts-* (VitsConfig's
 # defaults, 36M parameters in the generator); `tiny` is for tests (hop 16, a few thousand parameters per module).
@@ -144,6 +146,19 @@ def sequence_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
     return torch.arange(max_length, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
+def additive_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """`(batch, text)` padding mask → the `(batch, 1, text, text)` float32 bias transformers would build from it
+    (0 on real keys, the float32 minimum on padded ones).
+
+    Built here because transformers' mask builder copies a scalar from the host into the bias, a synchronizing copy
+    that also cannot be captured in a CUDA graph; a prepared 4-D mask is passed through unchanged."""
+    padded = (attention_mask == 0)[:, None, None, :]
+    bias = torch.zeros(padded.shape, dtype=torch.float32, device=attention_mask.device)
+    bias = bias.masked_fill(padded, torch.finfo(torch.float32).min)
+    length = attention_mask.shape[1]
+    return bias.expand(-1, -1, length, -1)
+
+
 def slice_segments(inputs: torch.Tensor, starts: torch.Tensor, size: int) -> torch.Tensor:
     """Gather `inputs[b, :, starts[b] : starts[b] + size]` for every item, with no host round trip."""
     index = starts.unsqueeze(1) + torch.arange(size, device=inputs.device).unsqueeze(0)  # (batch, size)
@@ -176,8 +191,9 @@ def duration_negative_log_likelihood(
     """The stochastic duration predictor's training branch (variational dequantization + flows), per item `(batch,)`.
 
     Same computation as `VitsStochasticDurationPredictor.forward(reverse=False)` on the same submodules, except that
-    the noise is drawn on the device: the stock code draws it on the CPU and copies it over, a host-device
-    synchronization in every training step. Runs in float32: the spline flows' log-determinants lose too much in half
+    the noise is drawn on the device (the stock code draws it on the CPU and copies it over) and the spline flows use
+    `splines.conv_flow_forward` (the stock spline selects its inputs by boolean indexing): no host-device
+    synchronization, fixed shapes, so the step can be captured in a CUDA graph. Runs in float32: the spline flows' log-determinants lose too much in half
     precision.
     """
     device_type = hidden_states.device.type
@@ -194,7 +210,7 @@ def duration_negative_log_likelihood(
         posterior_log_determinant = 0
         latents = noise
         for flow in predictor.post_flows:
-            latents, log_determinant = flow(latents, mask, global_conditioning=inputs + hidden)
+            latents, log_determinant = _flow_forward(flow, latents, mask, inputs + hidden)
             latents = torch.flip(latents, [1])
             posterior_log_determinant = posterior_log_determinant + log_determinant
         first, second = torch.split(latents, [1, 1], dim=1)
@@ -207,11 +223,18 @@ def duration_negative_log_likelihood(
         log_determinant_sum = torch.sum(-first, [1, 2])
         latents = torch.cat([first, second], dim=1)
         for flow in predictor.flows:
-            latents, log_determinant = flow(latents, mask, global_conditioning=inputs)
+            latents, log_determinant = _flow_forward(flow, latents, mask, inputs)
             latents = torch.flip(latents, [1])
             log_determinant_sum = log_determinant_sum + log_determinant
         nll = torch.sum(0.5 * (math.log(2 * math.pi) + latents.square()) * mask, [1, 2]) - log_determinant_sum
         return nll + log_q
+
+
+def _flow_forward(flow: nn.Module, latents, mask, conditioning):
+    # Spline flows go through the synchronization-free spline; the elementwise affine flow has no host round trip.
+    if isinstance(flow, VitsConvFlow):
+        return conv_flow_forward(flow, latents, mask, conditioning)
+    return flow(latents, mask, global_conditioning=conditioning)
 
 
 def _start_from_standard_normal(vits: VitsModel) -> None:
@@ -413,7 +436,9 @@ class VitsForTraining(nn.Module):
             speaker = vits.embed_speaker(speaker_id).unsqueeze(-1)  # (batch, speaker_embedding_size, 1)
 
         encoded = vits.text_encoder(
-            input_ids=input_ids, padding_mask=text_mask.transpose(1, 2), attention_mask=attention_mask
+            input_ids=input_ids,
+            padding_mask=text_mask.transpose(1, 2),
+            attention_mask=additive_attention_mask(attention_mask),
         )
         hidden_states = encoded.last_hidden_state.transpose(1, 2)  # (batch, hidden, text)
         prior_means = encoded.prior_means.transpose(1, 2)  # (batch, flow, text), m_p
