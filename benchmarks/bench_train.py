@@ -31,7 +31,7 @@ from transformers import TrainerCallback
 from kurdish_tts.data.collators import DataCollatorForVits
 from kurdish_tts.models.vits import VitsForTraining, modeling_vits_training
 from kurdish_tts.text import build_kurmanji_tokenizer
-from kurdish_tts.trainers import VitsTrainer, VitsTrainingArguments
+from kurdish_tts.trainers import NanRecoveryCallback, VitsTrainer, VitsTrainingArguments
 from kurdish_tts.trainers.vits_trainer import _OUTPUT_FIELDS
 
 
@@ -98,7 +98,9 @@ class _TimedTrainer(VitsTrainer):
         return result
 
 
-def end_to_end(model, dataset, batch: int, precision: str, steps: int, warmup: int, workers: int, **extra) -> dict:
+def end_to_end(
+    model, dataset, batch: int, precision: str, steps: int, warmup: int, workers: int, nan_recovery=False, **extra
+) -> dict:
     with tempfile.TemporaryDirectory() as output_dir:
         args = VitsTrainingArguments(
             output_dir=output_dir,
@@ -120,6 +122,8 @@ def end_to_end(model, dataset, batch: int, precision: str, steps: int, warmup: i
         clock = _StepClock()
         trainer = _TimedTrainer(model, args, train_dataset=dataset, callbacks=[clock])
         trainer._timing_from = warmup
+        if nan_recovery:
+            NanRecoveryCallback().attach(trainer)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         trainer.train()
@@ -130,7 +134,26 @@ def end_to_end(model, dataset, batch: int, precision: str, steps: int, warmup: i
         "data_wait_share": trainer.data_wait / elapsed,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan"),
         "scale": trainer.accelerator.scaler.get_scale() if trainer.accelerator.scaler is not None else None,
+        "cuda_graphs": _graph_stats(trainer),
     }
+
+
+def _graph_stats(trainer) -> dict | None:
+    """Capture counts, and the GPU time of one replayed forward + backward (no data, no optimizer)."""
+    graphed = trainer._graphed_loss
+    if graphed is None:
+        return None
+    stats = graphed.stats()
+    capture = next(iter(graphed.captures.values()), None)
+    if capture is not None:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(10):
+            capture.forward_graph.replay()
+            capture.backward_graph.replay()
+        torch.cuda.synchronize()
+        stats["replay_ms"] = round(100 * (time.perf_counter() - start), 1)
+    return stats
 
 
 def breakdown(model, dataset, batch: int, precision: str, steps: int, warmup: int) -> dict[str, float]:
@@ -214,6 +237,17 @@ def main(argv=None):
     parser.add_argument("--skip_breakdown", action="store_true")
     parser.add_argument("--compile", action="store_true", help="TrainingArguments.torch_compile (end-to-end only)")
     parser.add_argument("--pad_to_multiple_of", type=int, default=None)
+    parser.add_argument("--cuda_graphs", action="store_true", help="VitsTrainingArguments.cuda_graphs (end-to-end)")
+    parser.add_argument(
+        "--nan_recovery", action="store_true", help="attach NanRecoveryCallback, as train_vits.py does"
+    )
+    parser.add_argument("--dataset_batches", type=int, default=4, help="synthetic rows = this many batches (>= 64)")
+    parser.add_argument(
+        "--non_blocking", action="store_true", help="asynchronous host-to-device batch copies (accelerator_config)"
+    )
+    parser.add_argument(
+        "--no_nan_inf_filter", action="store_true", help="logging_nan_inf_filter=False (no host read of each loss)"
+    )
     parser.add_argument(
         "--compile_modules", nargs="*", default=[], help="VitsForTraining.compile_submodules names (e.g. decoder)"
     )
@@ -237,7 +271,8 @@ def main(argv=None):
     lines = [
         f"{time.strftime('%Y-%m-%d')}, {device_name}, torch {torch.__version__}, size {args.size}, "
         f"{'fixed' if args.fixed_lengths else 'mean'} text {args.text_length} ids, {args.frames} frames, {args.workers} loader workers, "
-        f"compile {args.compile}, compiled modules {args.compile_modules or 'none'}, pad_to_multiple_of {args.pad_to_multiple_of}, cudnn.benchmark {args.cudnn_benchmark}",
+        f"CUDA graphs {args.cuda_graphs}, non-blocking copies {args.non_blocking or args.cuda_graphs}, "
+        f"NaN/inf log filter {not (args.no_nan_inf_filter or args.cuda_graphs)}, NaN recovery {args.nan_recovery}, {args.dataset_batches} batches per epoch, compile {args.compile}, compiled modules {args.compile_modules or 'none'}, pad_to_multiple_of {args.pad_to_multiple_of}, cudnn.benchmark {args.cudnn_benchmark}",
         "",
         "| batch | precision | samples/s | step ms | data wait | peak GiB | final fp16 scale |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -250,7 +285,7 @@ def main(argv=None):
             model = VitsForTraining.from_size(args.size, tokenizer.vocab_size).to(device)
             if args.compile_modules:
                 model.compile_submodules(tuple(args.compile_modules))
-            rows = max(4 * batch, 64)
+            rows = max(args.dataset_batches * batch, 64)
             dataset = synthetic_dataset(
                 rows,
                 args.text_length,
@@ -260,14 +295,25 @@ def main(argv=None):
                 39,
                 spread=0.0 if args.fixed_lengths else 0.2,
             )
-            extra = {"torch_compile": args.compile, "pad_to_multiple_of": args.pad_to_multiple_of}
-            result = end_to_end(model, dataset, batch, precision, args.steps, args.warmup, args.workers, **extra)
+            extra = {
+                "torch_compile": args.compile,
+                "pad_to_multiple_of": args.pad_to_multiple_of,
+                "cuda_graphs": args.cuda_graphs,
+                "logging_nan_inf_filter": not args.no_nan_inf_filter,
+            }
+            if args.non_blocking:
+                extra["accelerator_config"] = {"non_blocking": True}
+            result = end_to_end(
+                model, dataset, batch, precision, args.steps, args.warmup, args.workers, args.nan_recovery, **extra
+            )
             scale = "" if result["scale"] is None else f"{result['scale']:g}"
             lines.append(
                 f"| {batch} | {precision} | {result['samples_per_second']:.1f} | {result['step_ms']:.0f} | "
                 f"{100 * result['data_wait_share']:.1f} % | {result['peak_gib']:.2f} | {scale} |"
             )
             print(lines[-1], flush=True)
+            if result["cuda_graphs"] is not None:
+                print(f"  CUDA graphs: {result['cuda_graphs']}", flush=True)
             if not args.skip_breakdown and not args.compile and not args.compile_modules:
                 phases = breakdown(model, dataset, batch, precision, max(args.steps // 2, 5), 3)
                 details.append(

@@ -61,6 +61,20 @@ class VitsTrainingArguments(TrainingArguments):
     pad_to_multiple_of (`int`, *optional*):
         Round padded text and frame lengths up to a multiple of this, so that kernels see fewer distinct shapes.
 
+    > Parameters that control speed
+
+    cuda_graphs (`bool`, *optional*, defaults to `False`):
+        Capture each training batch shape's forward and backward as CUDA graphs and replay them
+        (`kurdish_tts.models.vits.cuda_graphs`): the step is bound by launching thousands of small kernels, which a
+        replay issues at once. Single GPU, `gan_update="fused"`; turns the text encoder's layer drop off (it is drawn
+        on the host); batches are padded to multiples of `pad_to_multiple_of` (64 when unset) so that few shapes
+        occur. Each captured shape keeps a copy of the gradients (4 bytes per trainable parameter). So that the CPU
+        can queue the next step while the GPU runs this one, it also turns off `logging_nan_inf_filter` (which reads
+        every loss on the host) and, with pinned memory, makes batch copies non-blocking
+        (`accelerator_config.non_blocking`).
+    cuda_graphs_max_shapes (`int`, *optional*, defaults to `12`):
+        Batch shapes to capture; batches of further shapes (and of a smaller batch size) train eagerly.
+
     NOTE: defaults changed from `TrainingArguments`: `learning_rate` 2e-4, `adam_beta1` 0.8, `adam_beta2` 0.99,
     `adam_epsilon` 1e-9 (the VITS optimizer), `length_column_name` `"num_frames"` (the prepared cache's length column
     for `train_sampling_strategy="group_by_length"`), `remove_unused_columns` stays on (the trainer names the audio
@@ -92,6 +106,12 @@ class VitsTrainingArguments(TrainingArguments):
     pad_to_multiple_of: int | None = field(
         default=None, metadata={"help": "Pad text and frame lengths to a multiple of this."}
     )
+    cuda_graphs: bool = field(
+        default=False, metadata={"help": "Replay each batch shape's training step as CUDA graphs (single GPU)."}
+    )
+    cuda_graphs_max_shapes: int = field(
+        default=12, metadata={"help": "Batch shapes to capture as CUDA graphs; others train eagerly."}
+    )
 
     learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (VITS: 2e-4)."})
     adam_beta1: float = field(default=0.8, metadata={"help": "AdamW beta1 (VITS: 0.8)."})
@@ -113,6 +133,19 @@ class VitsTrainingArguments(TrainingArguments):
             raise ValueError(f"discriminator_warmup_steps must be >= 0, got {self.discriminator_warmup_steps}")
         if self.gan_update not in ("fused", "alternating"):
             raise ValueError(f"gan_update must be 'fused' or 'alternating', got {self.gan_update!r}")
+        if self.cuda_graphs:
+            if self.gan_update != "fused":
+                raise ValueError("cuda_graphs=True needs gan_update='fused' (the graphs capture one fused loss)")
+            if self.cuda_graphs_max_shapes < 1:
+                raise ValueError(f"cuda_graphs_max_shapes must be >= 1, got {self.cuda_graphs_max_shapes}")
+            if self.pad_to_multiple_of is None:
+                self.pad_to_multiple_of = 64
+            # A replayed step leaves the CPU idle, free to queue the next one while the GPU works, unless something
+            # reads a device value on the host each step: the Trainer's NaN/inf log filter does (a non-finite step is
+            # handled by `NanRecoveryCallback`; its loss is then logged as it is), and so does a blocking batch copy.
+            self.logging_nan_inf_filter = False
+            if self.dataloader_pin_memory:
+                self.accelerator_config.non_blocking = True
         if self.gan_update == "alternating" and self.lr_scheduler_type == "reduce_lr_on_plateau":
             # The Trainer steps a plateau scheduler with eval metrics, outside any hook the discriminator's copy sees.
             raise ValueError("gan_update='alternating' does not support lr_scheduler_type='reduce_lr_on_plateau'")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections import defaultdict
 
@@ -13,6 +14,7 @@ from transformers.utils import logging
 
 from ..data.collators import SAMPLE_IDS, VITS_COLUMNS, DataCollatorForVits
 from ..models.vits import losses
+from ..models.vits.cuda_graphs import GraphedLoss
 from ..models.vits.modeling_discriminator import load_discriminator
 from ..models.vits.modeling_vits_training import VitsForTraining
 from .vits_arguments import VitsTrainingArguments
@@ -29,6 +31,8 @@ _OUTPUT_FIELDS = {
     "fm": "feature_matching_loss",
     "disc": "discriminator_loss",
 }
+# Batch fields a captured training step takes, in this order (`speaker_id` only for multi-speaker batches).
+_GRAPH_INPUTS = ("input_ids", "attention_mask", "waveform", "mel", "mel_lengths", "speaker_id")
 # Discriminator states of `gan_update="alternating"`, saved in each checkpoint folder next to the Trainer's own.
 DISCRIMINATOR_OPTIMIZER_NAME = "discriminator_optimizer.pt"
 DISCRIMINATOR_SCHEDULER_NAME = "discriminator_scheduler.pt"
@@ -121,11 +125,19 @@ class VitsTrainer(Trainer):
                 f"synchronize across the {args.world_size} processes of this run: use gan_update='fused' for multi-GPU"
             )
 
+        if args.cuda_graphs and (args.world_size > 1 or args.device.type != "cuda"):
+            raise ValueError(
+                f"cuda_graphs=True needs exactly one CUDA device; this run has {args.world_size} process(es) on "
+                f"{args.device.type}: turn cuda_graphs off"
+            )
+
         # Model
         if isinstance(model, str):
             model = VitsForTraining.from_pretrained(model)
         if args.segment_frames is not None:
             model.segment_frames = args.segment_frames
+        if args.cuda_graphs:
+            _disable_layer_drop(model)
 
         # Data collator
         if data_collator is None:
@@ -163,6 +175,9 @@ class VitsTrainer(Trainer):
         self._discriminator_scaler = torch.amp.GradScaler(
             self.args.device.type, enabled=self.args.fp16 and self.args.gan_update == "alternating"
         )
+        # `cuda_graphs=True` only: built at the first training batch, when the inputs' names are known.
+        self._graphed_loss: GraphedLoss | None = None
+        self._graph_input_names: tuple[str, ...] = ()
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -313,6 +328,13 @@ class VitsTrainer(Trainer):
         # Every path to the model's forward passes here (the alternating `training_step` reads named keys only), with
         # `sample_ids` from training batches or from a collator made with `return_sample_ids=True`.
         inputs = {key: value for key, value in inputs.items() if key != SAMPLE_IDS}
+        if mode == "train" and train_generator and self.args.cuda_graphs and not return_outputs:
+            graphed = self._graphed_training_loss(model, inputs)
+            if graphed is not None:
+                loss, terms = graphed
+                for name, term in zip(LOSS_NAMES, terms.unbind()):
+                    self._metrics[mode][f"loss/{name}"].append(term)
+                return loss
         outputs = model(**inputs, train_generator=train_generator)
         loss = 0.0
         for name in LOSS_NAMES:
@@ -326,6 +348,23 @@ class VitsTrainer(Trainer):
             # costs no host synchronization per step.
             self._metrics[mode][f"loss/{name}"].append(term.detach())
         return (loss, outputs) if return_outputs else loss
+
+    def _graphed_training_loss(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The fused training loss through CUDA graphs, or `None` when this batch runs eagerly (a batch smaller than
+        the configured size, other fields than the first batch's, or a new shape past `cuda_graphs_max_shapes`)."""
+        names = tuple(name for name in _GRAPH_INPUTS if name in inputs)
+        if self._graphed_loss is None:
+            self._graph_input_names = names
+            self._graphed_loss = GraphedLoss(
+                functools.partial(_fused_loss, self.accelerator.unwrap_model(model), names, self.args),
+                [p for p in model.parameters() if p.requires_grad],
+                autocast_dtype=torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None,
+                max_graphs=self.args.cuda_graphs_max_shapes,
+            )
+        if names != self._graph_input_names or inputs["input_ids"].shape[0] != self.args.per_device_train_batch_size:
+            self._graphed_loss.eager_calls += 1
+            return None
+        return self._graphed_loss(*(inputs[name] for name in names))
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
@@ -351,6 +390,8 @@ class VitsTrainer(Trainer):
             if self._discriminator_scaler.is_enabled():
                 metrics["amp/disc_loss_scale"] = float(self._discriminator_scaler.get_scale())
             metrics["amp/skipped_steps"] = self._precision_monitor.skipped_steps
+        if mode == "train" and self._graphed_loss is not None:
+            metrics.update({f"cuda_graphs/{key}": value for key, value in self._graphed_loss.stats().items()})
         # In place: `evaluate()` returns this very dict, so best-model selection can use e.g. `eval_loss/mel`.
         logs.update(metrics)
         super().log(logs, start_time)
@@ -401,6 +442,28 @@ class VitsTrainer(Trainer):
 
     def _load_best_model(self) -> None:
         _load_training_weights(self.model, self.state.best_model_checkpoint)
+
+
+def _fused_loss(model: VitsForTraining, names: tuple[str, ...], args, *tensors):
+    """The weighted fused loss and the unweighted terms (in `LOSS_NAMES` order) of one batch: what a CUDA graph
+    captures. Calls `VitsForTraining.forward` itself, past the mixed-precision wrapper accelerate patches onto the
+    instance (the graph capture sets its own autocast)."""
+    outputs = VitsForTraining.forward(model, **dict(zip(names, tensors)), train_generator=True)
+    terms = [getattr(outputs, _OUTPUT_FIELDS[name]) for name in LOSS_NAMES]
+    loss = sum(getattr(args, f"loss_weight_{name}") * term for name, term in zip(LOSS_NAMES, terms))
+    return loss, torch.stack([term.detach().float() for term in terms])
+
+
+def _disable_layer_drop(model: VitsForTraining) -> None:
+    """Layer drop in transformers' VITS text encoder decides on the host (numpy) which layers to skip; a graph would
+    freeze one such decision for the whole run, so it is turned off while CUDA graphs are on."""
+    encoder = model.vits.text_encoder.encoder
+    if getattr(encoder, "layerdrop", 0.0) > 0:
+        logger.warning(
+            f"cuda_graphs=True: the text encoder's layer drop ({encoder.layerdrop}) is drawn on the host and cannot be "
+            "replayed from a CUDA graph; training without it"
+        )
+        encoder.layerdrop = 0.0
 
 
 def _decay_groups(named_parameters, decay: set[str], weight_decay: float, learning_rate: float | None = None):
