@@ -159,6 +159,45 @@ class TestRecovery:
         logged = [entry["learning_rate"] for entry in trainer.state.log_history if "loss" in entry]
         assert logged == pytest.approx([LEARNING_RATE] * 5 + [LEARNING_RATE / 2] * 3)
 
+    def test_deferred_check_finds_the_bad_step_two_steps_late(self, prepared, tokenizer, tmp_dir):
+        # No log, evaluation or save in between: step 5's flags are read at the end of step 7.
+        trainer = make_trainer(prepared, tokenizer, tmp_dir, logging_steps=100)
+        batches = record_batches(trainer)
+        poison_decoder(trainer, {5})
+        before = StateRecorder(trainer, set())
+        trainer.callback_handler.callbacks.insert(0, before)
+        recovery = NanRecoveryCallback(snapshot_steps=4, deferred_check=True).attach(trainer)
+        after = StateRecorder(trainer, {4, 7})
+        trainer.add_callback(after)
+        trainer.train()
+
+        assert recovery.recoveries == 1 and trainer.state.global_step == 8
+        # Step 5 left NaN weights and steps 6 and 7 trained on them; the recovery at the end of step 7 undid all three.
+        assert not any(before.finite_at[step] for step in (5, 6, 7))
+        assert not after.finite_at[5] and not after.finite_at[6]  # not known yet
+        assert all(after.finite_at[step] for step in (1, 2, 3, 4, 7, 8))
+        assert_same_state(after.at[7], after.at[4])
+        (event,) = read_quarantine(tmp_dir)["events"]
+        assert event["step"] == 5 and event["restored_step"] == 4 and event["sample_ids"] == batches[4]
+        assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+    def test_deferred_check_is_read_before_the_step_is_logged_or_ends_training(self, prepared, tokenizer, tmp_dir):
+        class StopAtFive(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                control.should_training_stop = state.global_step == 5
+
+        trainer = make_trainer(prepared, tokenizer, tmp_dir, logging_steps=100)
+        poison_decoder(trainer, {5})
+        recovery = NanRecoveryCallback(snapshot_steps=3, deferred_check=True).attach(trainer)
+        # After the recovery callback: it stops training once step 5 is deferred, before anyone read its flags.
+        trainer.add_callback(StopAtFive())
+        trainer.train()
+
+        assert trainer.state.global_step == 5 and recovery.recoveries == 1
+        (event,) = read_quarantine(tmp_dir)["events"]
+        assert event["step"] == 5 and event["restored_step"] == 3
+        assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
     def test_too_many_recoveries_stop_with_a_good_checkpoint(self, prepared, tokenizer, tmp_dir, caplog):
         trainer = make_trainer(prepared, tokenizer, tmp_dir, max_steps=10)
         poison_decoder(trainer, set(range(4, 11)))
