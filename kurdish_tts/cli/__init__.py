@@ -13,6 +13,8 @@ COMMANDS = {
     "validate": "validate_data",
     "make-demo-corpus": "make_demo_corpus",
     "train": "train_vits",
+    "evaluate": "evaluate",
+    "push": "push_to_hub",
 }
 
 

@@ -21,6 +21,8 @@ from transformers import HfArgumentParser
 
 from ..data.arguments import DataArguments
 from ..data.sources import DataSourceError
+from ..evaluation.catalog import LOWER_IS_BETTER, METRIC_GROUPS, metric_keys, parse_metric_groups
+from ..hub import HubUsageError, check_repo_id
 from ..recipes import RecipeError, load_recipe
 from ..text import KURMANJI_TOKENIZER_NAME
 from ..trainers.budget import process_start_time
@@ -86,6 +88,22 @@ class RunArguments:
     nan_max_recoveries: int = field(default=3, metadata={"help": "Give up after this many NaN recoveries."})
     nan_lr_factor: float = field(default=0.5, metadata={"help": "Multiply the learning rate by this on recovery."})
     sample_text: str = field(default=SAMPLE_SENTENCE, metadata={"help": "Sentence synthesized at the end."})
+    synthesis_metrics: str = field(
+        default="mcd,duration,rtf",
+        metadata={
+            "help": "Metrics of synthesized held-out clips added to every evaluation (eval_mcd, eval_duration_error, "
+            "...): comma-separated mcd, duration, f0, rtf, stop_failure, or '' for none. Select the best model by "
+            "one with e.g. --metric_for_best_model mcd."
+        },
+    )
+    synthesis_metrics_samples: int = field(default=8, metadata={"help": "Held-out clips synthesized per evaluation."})
+    synthesis_metrics_every: int = field(
+        default=1, metadata={"help": "Compute the synthesis metrics at every n-th evaluation (and the last)."}
+    )
+    hub_include_discriminator: bool = field(
+        default=False,
+        metadata={"help": "With --push_to_hub: publish the discriminator too (for further fine-tuning)."},
+    )
 
 
 def make_parser() -> HfArgumentParser:
@@ -115,6 +133,12 @@ def parse(argv: list[str] | None = None):
         # Recipe values become the defaults, so any flag on the command line still wins.
         parser.set_defaults(**{"output_dir": f"runs/{Path(recipe).stem}", **values})
     model_args, data_args, run_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    # TrainingArguments takes every metric not ending in "loss" to be higher-is-better; the synthesis metrics are not.
+    given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
+    given |= set(values) if recipe is not None else set()
+    selected = training_args.metric_for_best_model
+    if selected and selected.removeprefix("eval_") in LOWER_IS_BETTER and "greater_is_better" not in given:
+        training_args.greater_is_better = False
     # The base model's own tokenizer, or the built-in Kurmanji one for a random init.
     if data_args.tokenizer is None:
         data_args.tokenizer = (
@@ -148,10 +172,38 @@ def _check(model_args: VitsModelArguments, data_args: DataArguments, run_args: R
         raise UsageError(f"--min_speaker_clips must be at least 1, got {model_args.min_speaker_clips}")
     if not 0 < run_args.nan_lr_factor <= 1:
         raise UsageError(f"--nan_lr_factor must be in (0, 1], got {run_args.nan_lr_factor}")
+    _check_synthesis_metrics(run_args, training_args)
+    if training_args.push_to_hub:
+        # The Trainer's default repository name: the output folder's.
+        repo_id = training_args.hub_model_id or Path(training_args.output_dir).absolute().name
+        try:
+            check_repo_id(repo_id)
+        except HubUsageError as error:
+            raise UsageError(f"--hub_model_id: {error}") from None
     if model_args.model_size is None and data_args.tokenizer == KURMANJI_TOKENIZER_NAME:
         raise UsageError(
             f"--tokenizer {KURMANJI_TOKENIZER_NAME} goes with a random init (--model_size tiny|small|mms); "
             f"a pretrained model ({model_args.model_name_or_path}) must use its own tokenizer, which is the default"
+        )
+
+
+def _check_synthesis_metrics(run_args: RunArguments, training_args) -> None:
+    try:
+        groups = parse_metric_groups(run_args.synthesis_metrics)
+    except ValueError as error:
+        raise UsageError(f"--synthesis_metrics: {error}") from None
+    if "cer" in groups:
+        raise UsageError(
+            "--synthesis_metrics cer needs an ASR model, which training does not load; score CER after training "
+            "with scripts/evaluate.py --asr_model"
+        )
+    if run_args.synthesis_metrics_samples < 1 or run_args.synthesis_metrics_every < 1:
+        raise UsageError("--synthesis_metrics_samples and --synthesis_metrics_every must be at least 1")
+    selected = (training_args.metric_for_best_model or "").removeprefix("eval_")
+    if selected in metric_keys(METRIC_GROUPS) and selected not in metric_keys(groups):
+        raise UsageError(
+            f"--metric_for_best_model {selected} is a synthesis metric that --synthesis_metrics "
+            f"{run_args.synthesis_metrics!r} does not compute; add its group to --synthesis_metrics"
         )
 
 

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from ..data.speakers import (
 )
 from ..data.validate import ValidationConfig, validate_statistics
 from ..evaluation.plots import loss_curve_figure, save_figure
+from ..hub import HubPushError, RunFilesError, push_to_hub, take_hub_push
 from ..models.vits import VitsForTraining
 from ..models.vits.modeling_vits_training import SPEAKERS_NAME, mel_config_for_size, vits_config_for_size
 from ..models.vits.speakers import add_speaker_embeddings
@@ -53,6 +55,7 @@ from ..trainers import (
     plan_run,
 )
 from ..trainers.budget import BUDGET_NAME
+from ..trainers.synthesis_metrics import SynthesisMetricsCallback
 from .prepare_data import describe
 from .train_vits import UsageError
 
@@ -78,6 +81,8 @@ class VitsTrainingRun:
         self.is_main = training_args.process_index == 0
         self.plan = None
         self.report_paths = {}
+        # Published once, at the end (the best model with its card), not by the Trainer at every save.
+        self.hub_push = take_hub_push(training_args, include_discriminator=run_args.hub_include_discriminator)
 
     @functools.cached_property
     def tokenizer(self):
@@ -272,6 +277,17 @@ class VitsTrainingRun:
             lr_factor=self.run_args.nan_lr_factor, max_recoveries=self.run_args.nan_max_recoveries
         ).attach(trainer)
         self.best_model = BestModelCallback().attach(trainer)
+        self.synthesis_metrics = None
+        if self.run_args.synthesis_metrics:
+            # After BestModelCallback.attach: it goes in front of it, so the selection sees eval_mcd and the rest.
+            self.synthesis_metrics = SynthesisMetricsCallback(
+                evaluation,
+                self.run_args.synthesis_metrics,
+                num_samples=self.run_args.synthesis_metrics_samples,
+                every_n_evaluations=self.run_args.synthesis_metrics_every,
+                speaker_to_id=speaker_to_id,
+                seed=self.args.seed,
+            ).attach(trainer)
         return trainer
 
     # 7. Time budget
@@ -282,6 +298,16 @@ class VitsTrainingRun:
         )
         # What follows `train()`: the final evaluation, the best model it may write, the final save.
         final = timing.eval_seconds + 2 * timing.save_model_seconds
+        if self.synthesis_metrics is not None:
+            # The probe's evaluation runs without callbacks; the synthesis metrics add to every n-th evaluation and
+            # to the final one.
+            # Timed twice, the second call counts: the first pays one-off costs (JIT compilation in the scoring,
+            # first synthesis), which a plan must not charge to every evaluation of the run.
+            self.synthesis_metrics.time_evaluation(self.args, trainer.model, trainer.processing_class)
+            seconds = self.synthesis_metrics.time_evaluation(self.args, trainer.model, trainer.processing_class)
+            every = self.run_args.synthesis_metrics_every
+            timing = dataclasses.replace(timing, eval_seconds=timing.eval_seconds + seconds / every)
+            final += seconds
         elapsed = time.time() - self.started
         common = {"args": self.args, "num_train_samples": num_train_samples, "final_overhead_seconds": final}
         try:
@@ -381,6 +407,29 @@ class VitsTrainingRun:
                 f"in {trainer.state.best_model_checkpoint or self.output_dir}; see {self.output_dir / 'quarantine.json'}"
             )
             return 1
+        if self.hub_push is not None:
+            return self.publish()
+        return 0
+
+    # 9. Publish
+    def publish(self) -> int:
+        """Push the best model with its model card (`kurdish_tts.hub.push_to_hub`); the run's files stay as they are."""
+        request = self.hub_push
+        try:
+            result = push_to_hub(
+                self.output_dir,
+                request.repo_id,
+                token=request.token,
+                private=request.private,
+                include_discriminator=request.include_discriminator,
+            )
+        except (HubPushError, RunFilesError) as error:
+            print(
+                f"error: publishing failed: {error}\nThe trained model is in {self.output_dir}; publish it later with "
+                f"python scripts/push_to_hub.py {self.output_dir} --repo_id {request.repo_id}"
+            )
+            return 1
+        print(f"  published  : {result.url} ({len(result.files)} files, commit {result.commit})", flush=True)
         return 0
 
     def summarize(self, trainer, best_dir: Path, sample: Path, curve: Path) -> dict:
@@ -398,6 +447,15 @@ class VitsTrainingRun:
             "quarantined": sorted(load_quarantine(self.output_dir)),
             "nan_recoveries": self.nan_recovery.recoveries,
             "job_seconds": finished - self.started,
+            "hardware": _hardware(self.args),
+            "sample_text": self.run_args.sample_text,
+            "synthesis_metrics": {
+                "metrics": self.run_args.synthesis_metrics,
+                "samples": self.run_args.synthesis_metrics_samples,
+                "every_n_evaluations": self.run_args.synthesis_metrics_every,
+            },
+            # What the run was trained on: `train_feedback.py train` replays this data and re-selects these voices.
+            "arguments": {"model": dataclasses.asdict(self.model_args), "data": dataclasses.asdict(self.data_args)},
         }
         lines = [
             "",
@@ -426,6 +484,15 @@ class VitsTrainingRun:
             )
         print("\n".join(lines), flush=True)
         return summary
+
+
+def _hardware(args) -> str:
+    """What the run trained on, for its model card: e.g. `1 × NVIDIA H100 80GB HBM3` or `CPU (16 cores)`."""
+    if args.device.type == "cuda":
+        return f"{args.world_size} × {torch.cuda.get_device_name(args.device)}"
+    return f"{args.device.type.upper()} ({os.cpu_count()} cores)" + (
+        f" × {args.world_size} processes" if args.world_size > 1 else ""
+    )
 
 
 def _release_loader_workers(trainer) -> None:
