@@ -15,6 +15,7 @@ COMMANDS = {
     "train": "train_vits",
     "evaluate": "evaluate",
     "push": "push_to_hub",
+    "feedback": "train_feedback",
 }
 
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kurdish-tts: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"kurdish_tts.cli.{COMMANDS[command]}")
-    if command == "train":
+    if command in {"train", "feedback"}:
         from ..trainers.budget import process_start_time
 
         # The time budget covers the whole process, start-up and imports included.
