@@ -198,6 +198,7 @@ class TestStaging:
         assert set(with_discriminator.files) - set(without.files) == {
             "discriminator.safetensors",
             "discriminator_config.json",
+            "training_config.json",
         }
         for name in ("training_args.bin", "best_model.json", "trainer_state.json", "run_summary.json"):
             assert name not in with_discriminator.files

@@ -253,3 +253,12 @@ def test_additive_attention_mask_equals_the_one_transformers_builds():
         config=config, inputs_embeds=torch.zeros(2, 5, 4), attention_mask=attention_mask
     )
     assert torch.equal(additive_attention_mask(attention_mask), expected.expand(2, 1, 5, 5))
+
+
+def test_saved_model_keeps_its_training_geometry(tmp_path):
+    model = VitsForTraining.from_size("tiny", 40)
+    model.save_pretrained(tmp_path)
+    loaded = VitsForTraining.from_pretrained(tmp_path)
+    assert loaded.mel_config == model.mel_config and loaded.mel_config.n_mels == 8
+    assert loaded.segment_frames == model.segment_frames == 8
+    assert VitsForTraining.from_pretrained(tmp_path, segment_frames=4).segment_frames == 4

@@ -37,7 +37,12 @@ from ..data.validate import ValidationConfig, validate_statistics
 from ..evaluation.plots import loss_curve_figure, save_figure
 from ..hub import HubPushError, RunFilesError, push_to_hub, take_hub_push
 from ..models.vits import VitsForTraining
-from ..models.vits.modeling_vits_training import SPEAKERS_NAME, mel_config_for_size, vits_config_for_size
+from ..models.vits.modeling_vits_training import (
+    SPEAKERS_NAME,
+    mel_config_for_size,
+    saved_mel_config,
+    vits_config_for_size,
+)
 from ..models.vits.speakers import add_speaker_embeddings
 from ..offline import go_offline_if_hub_unreachable
 from ..text import KURMANJI_TOKENIZER_NAME, normalize_text
@@ -127,6 +132,11 @@ class VitsTrainingRun:
         if model_args.model_size is not None:
             vocab_size = self.tokenizer.vocab_size
             return mel_config_for_size(vits_config_for_size(model_args.model_size, vocab_size), model_args.model_size)
+        saved = (
+            saved_mel_config(model_args.model_name_or_path) if Path(model_args.model_name_or_path).is_dir() else None
+        )
+        if saved is not None:
+            return saved
         try:
             config = AutoConfig.from_pretrained(model_args.model_name_or_path)
         except OSError as error:

@@ -37,7 +37,8 @@ T = TypeVar("T")
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".txt", ".model")
-DISCRIMINATOR_FILES = frozenset({"discriminator.safetensors", "discriminator_config.json"})
+# What only further training needs (the discriminator, the training geometry), published on request.
+DISCRIMINATOR_FILES = frozenset({"discriminator.safetensors", "discriminator_config.json", "training_config.json"})
 # The run's bookkeeping, which can sit in a model folder (a run's final model is at the run's top).
 RUN_FILES = frozenset(
     {

@@ -20,6 +20,7 @@ generator only. What is saved is a stock `VitsModel` directory (loadable without
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from transformers import VitsConfig, VitsModel
 from transformers.models.vits.modeling_vits import VitsConvFlow
 from transformers.utils import ModelOutput
 
+from ...atomic import write_json_atomically
 from ...audio.features import MelConfig, linear_spectrogram, mel_spectrogram
 from . import losses
 from .configuration_discriminator import VitsDiscriminatorConfig
@@ -80,6 +82,8 @@ DISCRIMINATOR_SIZES = {"tiny": VitsDiscriminatorConfig.tiny}
 
 # Speaker names of a multi-speaker model, next to its weights (`kurdish_tts.data.speakers` writes and reads it).
 SPEAKERS_NAME = "speakers.json"
+# The training geometry (mel bands, segment length) that the VITS config does not hold, next to the weights.
+TRAINING_CONFIG_NAME = "training_config.json"
 
 COMPILABLE_SUBMODULES = (
     "decoder",
@@ -230,6 +234,20 @@ def duration_negative_log_likelihood(
         return nll + log_q
 
 
+def saved_mel_config(name_or_path: str | os.PathLike) -> MelConfig | None:
+    """The mel settings a model folder written by `VitsForTraining.save_pretrained` was trained with, if recorded."""
+    saved = _read_training_config(name_or_path)
+    return MelConfig(**saved["mel"]) if "mel" in saved else None
+
+
+def _read_training_config(name_or_path) -> dict:
+    path = os.path.join(name_or_path, TRAINING_CONFIG_NAME)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def _flow_forward(flow: nn.Module, latents, mask, conditioning):
     # Spline flows go through the synchronization-free spline; the elementwise affine flow has no host round trip.
     if isinstance(flow, VitsConvFlow):
@@ -331,13 +349,15 @@ class VitsForTraining(nn.Module):
         *,
         discriminator_config: VitsDiscriminatorConfig | None = None,
         mel_config: MelConfig | None = None,
-        segment_frames: int = 32,
+        segment_frames: int | None = None,
         **kwargs,
     ) -> VitsForTraining:
         """Load a `VitsModel` (Hub id or local dir) and its `discriminator.safetensors` when present.
 
         Hub MMS checkpoints ship no discriminator; one is then freshly initialized (see the trainer's discriminator
-        warm-up). `kwargs` go to `VitsModel.from_pretrained`.
+        warm-up). A folder written by `save_pretrained` also gives back the mel settings and segment length it was
+        trained with (`training_config.json`); arguments win, and without the file they are MMS's (80 mel bands,
+        32 frames). `kwargs` go to `VitsModel.from_pretrained`.
         """
         try:
             vits = VitsModel.from_pretrained(name_or_path, **kwargs)
@@ -352,6 +372,11 @@ class VitsForTraining(nn.Module):
             discriminator = load_discriminator(name_or_path, discriminator_config)
         if discriminator is None:
             discriminator = VitsDiscriminator(discriminator_config or VitsDiscriminatorConfig())
+        saved = _read_training_config(name_or_path)
+        if mel_config is None and "mel" in saved:
+            mel_config = MelConfig(**saved["mel"])
+        if segment_frames is None:
+            segment_frames = saved.get("segment_frames", 32)
         model = cls(vits, discriminator, mel_config, segment_frames)
         if os.path.isfile(os.path.join(name_or_path, SPEAKERS_NAME)):
             from ...data.speakers import load_speaker_map
@@ -366,6 +391,10 @@ class VitsForTraining(nn.Module):
         if tokenizer is not None:
             tokenizer.save_pretrained(save_directory)
         save_discriminator(self.discriminator, save_directory)
+        write_json_atomically(
+            save_directory / TRAINING_CONFIG_NAME,
+            {"mel": self.mel_config.to_dict(), "segment_frames": self.segment_frames},
+        )
         if self.speaker_to_id is not None:
             # Imported here: the model layer needs the data layer's file format only when a model has named voices.
             from ...data.speakers import save_speaker_map
