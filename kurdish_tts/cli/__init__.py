@@ -16,6 +16,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "push": "push_to_hub",
     "feedback": "train_feedback",
+    "doctor": "doctor",
 }
 
 

@@ -82,7 +82,7 @@ class RunArguments:
         default=None,
         metadata={"help": "Wall-clock budget of the whole job; sets max_steps by timing real steps first."},
     )
-    eval_samples: int = field(default=100, metadata={"help": "Clips held out for evaluation (at most 10 %)."})
+    eval_samples: int = field(default=100, metadata={"help": "Clips held out for evaluation (at most 10 %%)."})
     budget_probe_steps: int = field(default=20, metadata={"help": "Steps timed to plan the budget."})
     budget_warmup_steps: int = field(default=5, metadata={"help": "Steps run before timing starts."})
     nan_max_recoveries: int = field(default=3, metadata={"help": "Give up after this many NaN recoveries."})
