@@ -138,7 +138,8 @@ def test_harmful_feedback_is_refused_and_the_current_model_kept(previous_run, tm
     store = make_store(tmp_dir, tokenizer, "harmful")
     original = tree_hashes(previous_run / "run" / "best_model")
 
-    assert train(store, previous_run, replay_ratio=0) == 1
+    # Twice the helpful run's learning rate and steps, no replay: the noise must hurt clearly, not by a few percent.
+    assert train(store, previous_run, replay_ratio=0, learning_rate=4e-3, max_steps=16, eval_steps=16) == 1
     out = capsys.readouterr().out
     assert "not promoted" in out and "beyond the tolerance of +2.0%" in out
     report = read_report(store)
