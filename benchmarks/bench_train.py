@@ -19,6 +19,7 @@ Prints Markdown tables (and writes them to `--out` when given).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -129,7 +130,8 @@ def end_to_end(
         trainer.train()
     elapsed = clock.stamps[-1] - clock.stamps[warmup - 1]
     return {
-        "samples_per_second": steps * batch / elapsed,
+        # Every process trains `batch` samples per step (DDP under torchrun / accelerate launch).
+        "samples_per_second": steps * batch * args.world_size / elapsed,
         "step_ms": 1000 * elapsed / steps,
         "data_wait_share": trainer.data_wait / elapsed,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan"),
@@ -269,7 +271,8 @@ def main(argv=None):
     tokenizer = build_kurmanji_tokenizer()
     device_name = torch.cuda.get_device_name() if device == "cuda" else "CPU smoke test"
     lines = [
-        f"{time.strftime('%Y-%m-%d')}, {device_name}, torch {torch.__version__}, size {args.size}, "
+        f"{time.strftime('%Y-%m-%d')}, {device_name} x {os.environ.get('WORLD_SIZE', '1')} process(es), "
+        f"torch {torch.__version__}, size {args.size}, "
         f"{'fixed' if args.fixed_lengths else 'mean'} text {args.text_length} ids, {args.frames} frames, {args.workers} loader workers, "
         f"CUDA graphs {args.cuda_graphs}, non-blocking copies {args.non_blocking or args.cuda_graphs}, "
         f"NaN/inf log filter {not (args.no_nan_inf_filter or args.cuda_graphs)}, NaN recovery {args.nan_recovery}, {args.dataset_batches} batches per epoch, compile {args.compile}, compiled modules {args.compile_modules or 'none'}, pad_to_multiple_of {args.pad_to_multiple_of}, cudnn.benchmark {args.cudnn_benchmark}",
