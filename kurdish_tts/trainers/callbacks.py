@@ -21,6 +21,10 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from ..audio import mel_spectrogram, write_audio
 from ..evaluation.plots import alignment_figure, figure_to_array, save_image, spectrogram_figure
+
+# VITS draws noise from the global generators; `inference` forks them, so training's random stream does not depend
+# on whether samples were written.
+from ..evaluation.synthesis import inference
 from ..text import normalize_text, tokenizer_characters
 from .best_model import BestModelCallback
 from .budget import TimeBudgetCallback
@@ -200,7 +204,7 @@ class AudioSampleCallback(TrainerCallback):
         max_samples = int(self.max_seconds * sampling_rate)
         allowed = tokenizer_characters(tokenizer)
         waveforms = []
-        with _observing(model, self.seed):
+        with inference(model, self.seed):
             for sentence in self.sentences:
                 normalized = normalize_text(sentence, allowed)
                 if normalized.removed_letters:
@@ -232,7 +236,7 @@ class AudioSampleCallback(TrainerCallback):
     def _write_alignments(self, args, step: int, model, eval_dataloader, folder: Path) -> None:
         batch = _first_rows(eval_dataloader, self.num_alignments)
         batch = {key: value.to(model.device) for key, value in batch.items()}
-        with _observing(model, self.seed):
+        with inference(model, self.seed):
             output = model(**batch, compute_adversarial=False)
 
         writer = self._tensorboard(args)
@@ -286,29 +290,6 @@ class AudioSampleCallback(TrainerCallback):
         if key not in self._warned:
             self._warned.add(key)
             logger.warning(message)
-
-
-@contextlib.contextmanager
-def _observing(model: torch.nn.Module, seed: int) -> Iterator[None]:
-    """Eval mode, no autograd and a forked, fixed-seed random state; every module's train flag is restored after."""
-    training = {module: module.training for module in model.modules()}
-    device = model.device
-    # VITS draws noise from the global generators (prior sampling, stochastic durations, segment starts); forking
-    # restores them afterwards, so the training's random stream does not depend on whether samples were written.
-    # Only the model's GPU is forked and seeded: touching every visible GPU would create a CUDA context on each.
-    devices = [device] if device.type == "cuda" else []
-    model.eval()
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=devices, device_type="cuda"):
-            torch.random.default_generator.manual_seed(seed)
-            if devices:
-                with torch.cuda.device(device):
-                    torch.cuda.manual_seed(seed)
-            yield
-    finally:
-        # Per module, not `model.train(flag)`: a submodule that was deliberately in eval mode stays there.
-        for module, flag in training.items():
-            module.training = flag
 
 
 def _first_rows(dataloader, size: int) -> dict[str, torch.Tensor]:
