@@ -470,7 +470,7 @@ class NanRecoveryCallback(TrainerCallback):
             hyperparameters = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
             # A copy: `Optimizer.load_state_dict` keeps tensors already on the right device, so the snapshot's own
             # tensors would become the live state and later steps would change the snapshot.
-            optimizer.load_state_dict(_cpu_copy(snapshot["optimizers"][name]))
+            optimizer.load_state_dict(_host_copy(snapshot["optimizers"][name]))
             # The learning rates stay those of the current step, since the schedules are not rewound.
             for group, values in zip(optimizer.param_groups, hyperparameters):
                 group.update(values)
@@ -522,17 +522,19 @@ def _copy_to_host(flags: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event |
         return flags.clone(), None
     host = torch.empty(flags.shape, dtype=flags.dtype, pin_memory=True)
     host.copy_(flags, non_blocking=True)
-    event = torch.cuda.Event()
-    event.record()
-    return host, event
+    return host, _record_event(flags.device)
 
 
 def _host_copy(value, previous=None):
-    """Like `_cpu_copy`, but device tensors are copied asynchronously into pinned host buffers, reusing those of
-    `previous` (the same structure from an earlier call) where shape and dtype match."""
+    """A copy of a (nested) state dict on the host, sharing nothing with `value`.
+
+    CUDA tensors go asynchronously into pinned buffers, reusing those of `previous` (the same structure from an earlier
+    call) where shape and dtype match; wait for an event recorded after the call before reading them. Host tensors are
+    copied at once.
+    """
     if isinstance(value, torch.Tensor):
         if value.device.type != "cuda":
-            return _cpu_copy(value)
+            return value.detach().to("cpu", copy=True)
         buffer = previous
         if not (isinstance(buffer, torch.Tensor) and buffer.shape == value.shape and buffer.dtype == value.dtype):
             buffer = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
@@ -543,6 +545,7 @@ def _host_copy(value, previous=None):
         copied = {key: _host_copy(item, earlier.get(key)) for key, item in value.items()}
         if isinstance(value, OrderedDict):
             copied = OrderedDict(copied)
+            # `Module.load_state_dict` reads the modules' state-dict versions from here.
             if hasattr(value, "_metadata"):
                 copied._metadata = copy.deepcopy(value._metadata)
         return copied
@@ -558,23 +561,6 @@ def _record_event(device: torch.device) -> torch.cuda.Event | None:
     event = torch.cuda.Event()
     event.record()
     return event
-
-
-def _cpu_copy(value):
-    """A copy of a (nested) state dict with every tensor copied to the CPU, sharing nothing with `value`."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        copied = {key: _cpu_copy(item) for key, item in value.items()}
-        if isinstance(value, OrderedDict):
-            copied = OrderedDict(copied)
-            # `Module.load_state_dict` reads the modules' state-dict versions from here.
-            if hasattr(value, "_metadata"):
-                copied._metadata = copy.deepcopy(value._metadata)
-        return copied
-    if type(value) in (list, tuple):
-        return type(value)(_cpu_copy(item) for item in value)
-    return copy.deepcopy(value)
 
 
 def _scale_schedule(scheduler, factor: float) -> None:

@@ -184,10 +184,11 @@ class GraphedLoss:
                 self.loss_function, self.parameters, inputs, self._pool, self._autocast, self.warmup_steps
             )
             self.captures[key] = capture
-            self.capture_seconds += time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            self.capture_seconds += seconds
             logger.info(
                 f"captured CUDA graphs for input shapes {[shape for shape, _, _ in key]} in "
-                f"{time.perf_counter() - started:.1f} s ({len(self.captures)} of at most {self.max_graphs})"
+                f"{seconds:.1f} s ({len(self.captures)} of at most {self.max_graphs})"
             )
         capture.load(inputs)
         self.replays += 1
