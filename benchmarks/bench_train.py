@@ -258,6 +258,12 @@ def main(argv=None):
         action="store_true",
         help="let cuDNN time algorithms per shape (inflates peak memory with its trial workspaces)",
     )
+    parser.add_argument(
+        "--find_unused",
+        choices=["default", "true", "false"],
+        default="default",
+        help="ddp_find_unused_parameters (default: VitsTrainingArguments' choice)",
+    )
     parser.add_argument("--out", default=None)
     parser.add_argument("--cpu_smoke_test", action="store_true", help="run on the CPU (checks the script, no timing)")
     args = parser.parse_args(argv)
@@ -275,7 +281,8 @@ def main(argv=None):
         f"torch {torch.__version__}, size {args.size}, "
         f"{'fixed' if args.fixed_lengths else 'mean'} text {args.text_length} ids, {args.frames} frames, {args.workers} loader workers, "
         f"CUDA graphs {args.cuda_graphs}, non-blocking copies {args.non_blocking or args.cuda_graphs}, "
-        f"NaN/inf log filter {not (args.no_nan_inf_filter or args.cuda_graphs)}, NaN recovery {args.nan_recovery}, {args.dataset_batches} batches per epoch, compile {args.compile}, compiled modules {args.compile_modules or 'none'}, pad_to_multiple_of {args.pad_to_multiple_of}, cudnn.benchmark {args.cudnn_benchmark}",
+        f"NaN/inf log filter {not (args.no_nan_inf_filter or args.cuda_graphs)}, NaN recovery {args.nan_recovery}, {args.dataset_batches} batches per epoch, compile {args.compile}, compiled modules {args.compile_modules or 'none'}, pad_to_multiple_of {args.pad_to_multiple_of}, cudnn.benchmark {args.cudnn_benchmark}, "
+        f"ddp_find_unused_parameters {args.find_unused}",
         "",
         "| batch | precision | samples/s | step ms | data wait | peak GiB | final fp16 scale |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -306,6 +313,8 @@ def main(argv=None):
             }
             if args.non_blocking:
                 extra["accelerator_config"] = {"non_blocking": True}
+            if args.find_unused != "default":
+                extra["ddp_find_unused_parameters"] = args.find_unused == "true"
             result = end_to_end(
                 model, dataset, batch, precision, args.steps, args.warmup, args.workers, args.nan_recovery, **extra
             )

@@ -75,6 +75,15 @@ class VitsTrainingArguments(TrainingArguments):
     cuda_graphs_max_shapes (`int`, *optional*, defaults to `12`):
         Batch shapes to capture; batches of further shapes (and of a smaller batch size) train eagerly.
 
+    > Several GPUs (`accelerate launch`, DDP)
+
+    `ddp_find_unused_parameters` defaults to `False` unless `discriminator_warmup_steps` > 0 (whose steps leave the
+    generator without gradients): the training forward gives every parameter a gradient in every step, so DDP's
+    per-step search of the autograd graph for unused parameters is pure overhead. The text encoder's layer drop,
+    which skips whole layers, then keeps each dropped layer in the graph with a zero contribution
+    (`VitsTrainer`), so the layers it drops differ per process and per step as before. Set
+    `ddp_find_unused_parameters` explicitly to override.
+
     NOTE: defaults changed from `TrainingArguments`: `learning_rate` 2e-4, `adam_beta1` 0.8, `adam_beta2` 0.99,
     `adam_epsilon` 1e-9 (the VITS optimizer), `length_column_name` `"num_frames"` (the prepared cache's length column
     for `train_sampling_strategy="group_by_length"`), `remove_unused_columns` stays on (the trainer names the audio
@@ -146,6 +155,9 @@ class VitsTrainingArguments(TrainingArguments):
             self.logging_nan_inf_filter = False
             if self.dataloader_pin_memory:
                 self.accelerator_config.non_blocking = True
+        if self.ddp_find_unused_parameters is None:
+            # The Trainer would search for unused parameters at every step of a model that is not a PreTrainedModel.
+            self.ddp_find_unused_parameters = self.discriminator_warmup_steps > 0
         if self.gan_update == "alternating" and self.lr_scheduler_type == "reduce_lr_on_plateau":
             # The Trainer steps a plateau scheduler with eval metrics, outside any hook the discriminator's copy sees.
             raise ValueError("gan_update='alternating' does not support lr_scheduler_type='reduce_lr_on_plateau'")

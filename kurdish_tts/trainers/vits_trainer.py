@@ -7,6 +7,7 @@ import functools
 import os
 from collections import defaultdict
 
+import numpy as np
 import safetensors.torch
 import torch
 from transformers import Trainer, TrainerCallback, get_scheduler
@@ -138,6 +139,8 @@ class VitsTrainer(Trainer):
             model.segment_frames = args.segment_frames
         if args.cuda_graphs:
             _disable_layer_drop(model)
+        elif args.world_size > 1 and not args.ddp_find_unused_parameters:
+            _keep_dropped_layers_in_graph(model)
 
         # Data collator
         if data_collator is None:
@@ -464,6 +467,31 @@ def _disable_layer_drop(model: VitsForTraining) -> None:
             "replayed from a CUDA graph; training without it"
         )
         encoder.layerdrop = 0.0
+
+
+def _keep_dropped_layers_in_graph(model: VitsForTraining) -> None:
+    """Layer drop that DDP can follow without searching for unused parameters: transformers' text encoder skips a
+    dropped layer, leaving its parameters without a gradient, which DDP without `find_unused_parameters` reports as an
+    error at the next step. Here every layer runs and a dropped one's output is replaced by its input plus zero times
+    its output: the same forward values, a zero gradient for its parameters. The drop is drawn like transformers'
+    (numpy, per layer and step), and the encoder's own drop is turned off so that layers are not dropped twice."""
+    encoder = model.vits.text_encoder.encoder
+    probability = getattr(encoder, "layerdrop", 0.0)
+    if probability <= 0 or getattr(encoder, "_ddp_layer_drop", None) is not None:
+        return
+    encoder.layerdrop = 0.0
+    encoder._ddp_layer_drop = probability
+    for layer in encoder.layers:
+        layer.register_forward_hook(functools.partial(_drop_layer_output, probability=probability), with_kwargs=True)
+
+
+def _drop_layer_output(module, args, kwargs, output, *, probability: float):
+    if not module.training or np.random.uniform(0, 1) >= probability:
+        return output
+    hidden_in = args[0] if args else kwargs["hidden_states"]
+    if isinstance(output, tuple):
+        return (hidden_in + 0.0 * output[0], *output[1:])
+    return hidden_in + 0.0 * output
 
 
 def _decay_groups(named_parameters, decay: set[str], weight_decay: float, learning_rate: float | None = None):
