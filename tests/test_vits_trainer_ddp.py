@@ -108,7 +108,8 @@ torch.manual_seed(0)
 model = VitsForTraining.from_size("tiny", tokenizer.vocab_size, layerdrop=0.5)
 data = load_from_disk(sys.argv[2])
 args = VitsTrainingArguments(sys.argv[1], use_cpu=True, report_to="none", per_device_train_batch_size=1,
-                             save_strategy="no", max_steps=4, logging_steps=1, disable_tqdm=True)
+                             save_strategy="no", max_steps=4, logging_steps=1, disable_tqdm=True,
+                             ddp_find_unused_parameters=False)
 trainer = VitsTrainer(model, args, train_dataset=data, processing_class=tokenizer)
 trainer.train()
 ddp = trainer.model_wrapped
@@ -119,9 +120,9 @@ print("RESULT", json.dumps({"rank": args.process_index, "find_unused": ddp.find_
 """
 
 
-def test_two_processes_train_with_layer_drop_and_no_unused_parameter_search(tiny_demo, tmp_dir):
-    """The default DDP setup: no unused-parameter search, layer drop on (different layers per process); training runs
-    and the processes' weights stay identical."""
+def test_two_processes_train_with_layer_drop_without_the_unused_parameter_search(tiny_demo, tmp_dir):
+    """DDP without the unused-parameter search while layer drop is on (different layers per process): training runs
+    and the processes' weights stay identical. Without the dropped layers kept in the graph, DDP fails at step 2."""
     (tmp_dir / "run.py").write_text(TRAIN_SCRIPT)
     tiny_demo.save_to_disk(str(tmp_dir / "data"))
     result = torchrun(tmp_dir / "run.py", tmp_dir / "out", tmp_dir / "data", timeout=240)
@@ -133,3 +134,12 @@ def test_two_processes_train_with_layer_drop_and_no_unused_parameter_search(tiny
     assert [value["find_unused"] for value in values] == [False, False]
     assert [value["steps"] for value in values] == [4, 4]
     assert values[0]["layer"] == values[1]["layer"]
+
+
+def test_discriminator_warmup_refuses_ddp_without_the_unused_parameter_search(tmp_dir):
+    import pytest
+
+    from .testing_utils import tiny_training_args
+
+    with pytest.raises(ValueError, match="ddp_find_unused_parameters"):
+        tiny_training_args(tmp_dir, discriminator_warmup_steps=5, ddp_find_unused_parameters=False)
