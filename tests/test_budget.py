@@ -167,6 +167,34 @@ class TestTimeBudgetCallback:
         # The step after an evaluation is no step time.
         assert callback.expected_step_seconds == 1.0 and callback.eval_seconds == 15.0
 
+    def test_a_slow_first_evaluation_is_not_charged_to_the_later_ones(self, tmp_dir):
+        """The first evaluation of an H100 run took 25 s (one-off start-up of the synthesis metrics), the later ones
+        about 3 s; taking the latest evaluation as the pace of the rest once ended that run 43 % early."""
+        clock = FakeClock()
+        callback = TimeBudgetCallback(deadline=1000.0, reserve_seconds=10.0, step_seconds=1.0, eval_seconds=3.0)
+        args = plain_args(tmp_dir)
+        state = TrainerState(max_steps=1000, is_world_process_zero=True)
+        control = TrainerControl()
+        with patch.object(budget.time, "time", clock):
+            callback.on_train_begin(args, state, control)
+            for step, seconds in ((10, 25.0), (20, 3.2), (30, 2.8)):
+                clock.now += 10.0
+                state.global_step = step
+                callback.on_step_end(args, state, control)
+                clock.now += seconds
+                callback.on_evaluate(args, state, control, metrics={})
+                if step == 10:
+                    # With one evaluation seen, the estimate made before the run stands.
+                    assert callback.eval_seconds == 3.0
+        assert callback.eval_seconds == pytest.approx(3.0)
+
+    def test_the_first_evaluation_sets_the_pace_when_nothing_was_planned(self, tmp_dir):
+        clock = FakeClock()
+        callback = TimeBudgetCallback(deadline=1000.0, reserve_seconds=10.0, step_seconds=1.0)
+        with patch.object(budget.time, "time", clock):
+            drive(callback, plain_args(tmp_dir), clock, eval_every=30, eval_seconds=7.0, max_steps=40)
+        assert callback.eval_seconds == 7.0
+
     def test_a_run_on_time_ends_at_max_steps(self, tmp_dir):
         clock = FakeClock()
         callback = TimeBudgetCallback(deadline=100.0, reserve_seconds=10.0)

@@ -623,6 +623,15 @@ def apply_plan(trainer: Trainer, plan: TrainingPlan, headroom: float = 0.25) -> 
     return callback
 
 
+def _typical_duration(durations: list[float], estimate: float) -> float:
+    """What the next evaluation (or checkpoint) will take, from the run's own: the mean of all but the first, which
+    pays one-off costs (first synthesis, JIT compilation, folder creation); with only the first, the estimate made
+    before the run when there is one."""
+    if len(durations) >= 2:
+        return sum(durations[1:]) / (len(durations) - 1)
+    return estimate if estimate > 0 else durations[0]
+
+
 class TimeBudgetCallback(TrainerCallback):
     """Stop a run that is late, early enough for the final evaluation and save to finish before the deadline.
 
@@ -655,9 +664,11 @@ class TimeBudgetCallback(TrainerCallback):
         step_seconds (`float`, *optional*):
             Expected seconds per step until the run has measured its own.
         eval_seconds (`float`, *optional*, defaults to `0.0`):
-            Expected seconds per evaluation; replaced by the duration of each evaluation the run makes.
+            Expected seconds per evaluation; replaced by the mean duration of the run's own evaluations after its
+            first one (the first pays one-off costs: it was 8x the others in an H100 run with synthesis metrics), or
+            by the first one when no estimate was given.
         checkpoint_seconds (`float`, *optional*, defaults to `0.0`):
-            Expected seconds per checkpoint; replaced by the duration of each checkpoint the run saves.
+            Expected seconds per checkpoint; replaced by the run's own checkpoints' durations in the same way.
         plan (`TrainingPlan`, *optional*):
             Written to `budget.json`; without it, the budget is taken to start when training starts.
 
@@ -700,6 +711,8 @@ class TimeBudgetCallback(TrainerCallback):
         self.stopped_early = False
         self.stopped_at_step = None
         self._steps = deque(maxlen=self.window)
+        self._eval_durations: list[float] = []
+        self._checkpoint_durations: list[float] = []
         self._last_event = None
         # Re-planning (`enable_replanning`): the trainer whose schedules are re-targeted, and the bound on the steps.
         self._trainer = None
@@ -862,14 +875,16 @@ class TimeBudgetCallback(TrainerCallback):
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         now = time.time()
         if self._last_event is not None:
-            self.eval_seconds = now - self._last_event
+            self._eval_durations.append(now - self._last_event)
+            self.eval_seconds = _typical_duration(self._eval_durations, self.eval_seconds)
         self._last_event = now
         self._interrupted = True
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         now = time.time()
         if self._last_event is not None:
-            self.checkpoint_seconds = now - self._last_event
+            self._checkpoint_durations.append(now - self._last_event)
+            self.checkpoint_seconds = _typical_duration(self._checkpoint_durations, self.checkpoint_seconds)
         self._last_event = now
         self._interrupted = True
         checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
