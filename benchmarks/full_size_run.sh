@@ -43,8 +43,13 @@ for ((waited = 0; waited < wait_seconds; waited += 10)); do
 done
 alive && echo "still running after ${wait_seconds} s" || echo "finished"
 tail -c 3000 "$run_dir.log"
+if [ -f "$run_dir/run_summary.json" ] && [ ! -d "$run_dir/held_out" ]; then
+  python benchmarks/synthesize_held_out.py "$run_dir" "$corpus" "$run_dir/held_out" --count 6 \
+    --device "$(python -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')"
+fi
 # One archive: the remote command returns a limited number of files.
 names=()
+[ -d "$run_dir/held_out" ] && names+=(held_out)
 for name in run_summary.json budget.json plan.md loss_curve.png sample.wav trainer_state.json data_split.json; do
   [ -f "$run_dir/$name" ] && names+=("$name")
 done
