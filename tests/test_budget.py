@@ -264,6 +264,29 @@ class TestMeasureStepTime:
         assert timing.train_batch_size == 2 and timing.samples_per_second == pytest.approx(2 / timing.seconds_per_step)
         assert timing.eval_seconds > 0 and timing.checkpoint_seconds > 0 and timing.save_model_seconds > 0
 
+    def test_steps_with_one_off_work_are_left_out_of_the_pace(self, prepared, tokenizer, tmp_dir):
+        """Steps that capture a CUDA graph (one per batch shape) are slow once; an H100 probe whose steps were mostly
+        captures planned 2.7x too few steps. A trainer that counts such steps gets them left out."""
+
+        class CapturingTrainer(VitsTrainer):
+            one_off_step_count = 0
+
+            def training_step(self, *args, **kwargs):
+                loss = super().training_step(*args, **kwargs)
+                if self.state.global_step in (3, 5):  # 0-based: the 4th and 6th steps, both timed
+                    time.sleep(1.0)
+                    self.one_off_step_count += 1
+                return loss
+
+        args = tiny_training_args(tmp_dir, max_steps=1)
+        trainer = CapturingTrainer(tiny_model(tokenizer), args, train_dataset=prepared, processing_class=tokenizer)
+        timing = measure_step_time(trainer, probe_steps=6, warmup_steps=2)
+        assert timing.one_off_steps == 2
+        # Timed steps 2 and 4 of 6 (after the warm-up) are the sleeping ones.
+        assert timing.step_seconds[1] > 1.0 and timing.step_seconds[3] > 1.0
+        ordinary = [seconds for index, seconds in enumerate(timing.step_seconds) if index not in (1, 3)]
+        assert timing.seconds_per_step == pytest.approx(sum(ordinary) / len(ordinary))
+
 
 def planned_run(prepared, tokenizer, tmp_dir, target_seconds, **probe):
     """The train script's story from the probe on: returns the wall time, the trainer, the plan and the callback."""
@@ -419,12 +442,12 @@ class TestReplanning:
         )
         callback = apply_plan(trainer, plan)
         callback.min_replan_steps = 8
-        assert args.max_steps == int(plan.steps * 1.25 + 0.999)
+        assert args.max_steps == 2 * plan.steps
         trainer.train()
         wall = time.time() - started
 
         assert callback.replans and trainer.state.global_step < 0.85 * plan.steps, callback.replans
-        assert trainer.state.global_step == trainer.state.max_steps and not callback.stopped_early
+        assert trainer.state.global_step == trainer.state.max_steps and not callback.stopped_early, callback.replans
         assert 0.8 * target <= wall <= 1.05 * target, (wall, callback.replans)
         rates = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
         assert rates[-1] < 0.15 * max(rates), rates
