@@ -6,6 +6,11 @@ import pytest
 
 from .testing_utils import torchrun
 
+
+def read_results(output_dir):
+    """Each process writes its own file: both share one stdout, where their lines can interleave."""
+    return [json.loads(path.read_text()) for path in sorted(output_dir.glob("result_*.json"))]
+
 SCRIPT = """
 import json, sys
 import torch
@@ -22,7 +27,8 @@ args = VitsTrainingArguments(sys.argv[1], use_cpu=True, report_to="none", per_de
                              save_strategy="no", max_steps=1)
 trainer = VitsTrainer(model, args, train_dataset=data, eval_dataset=data.select(range(4)), processing_class=tokenizer)
 metrics = trainer.evaluate()
-print("RESULT", json.dumps({"rank": args.process_index, "mel": metrics["eval_loss/mel"]}), flush=True)
+with open(f"{sys.argv[1]}/result_{args.process_index}.json", "w") as file:
+    json.dump({"rank": args.process_index, "mel": metrics["eval_loss/mel"]}, file)
 """
 
 
@@ -33,7 +39,7 @@ def test_eval_loss_terms_are_averaged_over_processes(tiny_demo, tmp_dir):
     tiny_demo.save_to_disk(str(tmp_dir / "data"))
     result = torchrun(tmp_dir / "run.py", tmp_dir / "out", tmp_dir / "data", timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    values = [json.loads(line.split("RESULT", 1)[1]) for line in result.stdout.splitlines() if "RESULT" in line]
+    values = read_results(tmp_dir / "out")
     assert len(values) == 2 and values[0]["mel"] == values[1]["mel"]
 
 
@@ -113,10 +119,10 @@ args = VitsTrainingArguments(sys.argv[1], use_cpu=True, report_to="none", per_de
 trainer = VitsTrainer(model, args, train_dataset=data, processing_class=tokenizer)
 trainer.train()
 ddp = trainer.model_wrapped
-print("RESULT", json.dumps({"rank": args.process_index, "find_unused": ddp.find_unused_parameters,
-                            "steps": trainer.state.global_step,
-                            "layer": model.vits.text_encoder.encoder.layers[0].attention.k_proj.weight.sum().item()}),
-      flush=True)
+with open(f"{sys.argv[1]}/result_{args.process_index}.json", "w") as file:
+    json.dump({"rank": args.process_index, "find_unused": ddp.find_unused_parameters,
+               "steps": trainer.state.global_step,
+               "layer": model.vits.text_encoder.encoder.layers[0].attention.k_proj.weight.sum().item()}, file)
 """
 
 
@@ -127,9 +133,7 @@ def test_two_processes_train_with_layer_drop_without_the_unused_parameter_search
     tiny_demo.save_to_disk(str(tmp_dir / "data"))
     result = torchrun(tmp_dir / "run.py", tmp_dir / "out", tmp_dir / "data", timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    values = [
-        json.loads(line.split("RESULT", 1)[1]) for line in result.stdout.splitlines() if line.startswith("RESULT")
-    ]
+    values = read_results(tmp_dir / "out")
     assert len(values) == 2, result.stdout[-3000:]
     assert [value["find_unused"] for value in values] == [False, False]
     assert [value["steps"] for value in values] == [4, 4]
