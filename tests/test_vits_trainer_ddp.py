@@ -11,6 +11,7 @@ def read_results(output_dir):
     """Each process writes its own file: both share one stdout, where their lines can interleave."""
     return [json.loads(path.read_text()) for path in sorted(output_dir.glob("result_*.json"))]
 
+
 SCRIPT = """
 import json, sys
 import torch
