@@ -5,6 +5,7 @@
   `catalog.py`: the metric groups, keys, labels and directions;
 - `asr.py`: character error rate through a user-named CTC model;
 - `synthesis.py`: the `Synthesizer` interface every model family implements, and held-out clips;
+  `xtts_synthesis.py`: `XttsSynthesizer`, that interface for the XTTS-style voice-cloning model;
 - `evaluator.py`: `evaluate_synthesizer`, used by `scripts/evaluate.py` and during training;
 - `report.py`: `evaluation.json` and the Markdown table; `plots.py`: figures.
 
@@ -31,6 +32,7 @@ _EXPORTS = {
         "spectrogram_figure",
     ),
     "report": ("load_report", "markdown_table", "render_markdown", "write_report"),
+    "xtts_synthesis": ("XttsSynthesizer",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

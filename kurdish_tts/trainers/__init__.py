@@ -7,6 +7,8 @@ from .nan_recovery import NanRecoveryCallback, load_quarantine
 from .throughput import ThroughputCallback
 from .vits_arguments import VitsTrainingArguments
 from .vits_trainer import VitsTrainer
+from .xtts_arguments import XttsTrainingArguments
+from .xtts_trainer import XttsTrainer
 
 __all__ = [
     "AudioSampleCallback",
@@ -17,6 +19,8 @@ __all__ = [
     "TrainingPlan",
     "VitsTrainer",
     "VitsTrainingArguments",
+    "XttsTrainer",
+    "XttsTrainingArguments",
     "apply_plan",
     "load_best_model_info",
     "load_quarantine",
