@@ -13,6 +13,7 @@ COMMANDS = {
     "validate": "validate_data",
     "make-demo-corpus": "make_demo_corpus",
     "train": "train_vits",
+    "train-xtts": "train_xtts",
     "evaluate": "evaluate",
     "push": "push_to_hub",
     "feedback": "train_feedback",
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kurdish-tts: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"kurdish_tts.cli.{COMMANDS[command]}")
-    if command in {"train", "feedback"}:
+    if command in {"train", "train-xtts", "feedback"}:
         from ..trainers.budget import process_start_time
 
         # The time budget covers the whole process, start-up and imports included.
