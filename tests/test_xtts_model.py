@@ -350,13 +350,18 @@ class TestXttsSaveLoad:
         assert type(loaded) is XttsForTextToSpeech
         assert type(AutoModelForTextToSpectrogram.from_pretrained(tmp_dir)) is XttsForTextToSpeech
         batch = random_batch(model, text_lengths=[7, 4], mel_lengths=[12, 9], reference_lengths=[15, 11])
+        for name, parameter in model.state_dict().items():
+            assert torch.equal(parameter, loaded.state_dict()[name]), name
+        # Same weights and inputs, but not always bit-identical outputs: transformers (5.25) may load weights as views
+        # whose address is not 64-byte aligned, and the CPU matrix kernels then take another SIMD path (measured: the
+        # 16->1 stop head differed by 4e-9). A real save/load error is many orders of magnitude above this tolerance.
         expected, actual = model(**batch, output_attentions=True), loaded(**batch, output_attentions=True)
         for key in expected.keys():
-            assert torch.equal(expected[key], actual[key]), key
+            torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=1e-6, msg=key)
         inputs = generation_inputs(batch)
-        assert torch.equal(
-            model.generate_mel(**inputs, max_new_frames=12).mel, loaded.generate_mel(**inputs, max_new_frames=12).mel
-        )
+        generated, generated_loaded = (m.generate_mel(**inputs, max_new_frames=12) for m in (model, loaded))
+        assert torch.equal(generated.mel_lengths, generated_loaded.mel_lengths)
+        torch.testing.assert_close(generated_loaded.mel, generated.mel, rtol=0, atol=1e-5)
 
     def test_import_kurdish_tts_is_light_and_enough_for_auto_model(self, tokenizer, tmp_dir):
         """In a fresh process: `import kurdish_tts` loads neither torch nor transformers, and registration survives
