@@ -1,10 +1,12 @@
 """Synthesize a run's held-out sentences with its best model, next to the recordings, and score each pair by MCD.
 
     python benchmarks/synthesize_held_out.py RUN_DIR CORPUS OUT_DIR [--count 4] [--device cuda]
+    python benchmarks/synthesize_held_out.py --plots_only OUT_DIR   # redraw the PNGs from the WAVs there
 
 RUN_DIR is a `train_vits.py` output folder (its `best_model` and `data_split.json`); CORPUS the LJSpeech-style folder it
-trained on. Writes `<id>.synthesized.wav`, `<id>.recorded.wav` and `held_out.md` (text, MCD, durations) to OUT_DIR: the
-files a person listens to when judging whether the model speaks.
+trained on. Writes `<id>.synthesized.wav`, `<id>.recorded.wav`, `<id>.png` (the two log-mel spectrograms on one time
+axis) and `held_out.md` (text, MCD, durations) to OUT_DIR: the files a person listens to and looks at when judging
+whether the model speaks.
 """
 
 from __future__ import annotations
@@ -14,19 +16,63 @@ import csv
 import json
 from pathlib import Path
 
-from kurdish_tts.audio.io import load_audio, write_audio
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from kurdish_tts.audio.features import MelConfig, mel_spectrogram
+from kurdish_tts.audio.io import load_audio, read_audio, write_audio
 from kurdish_tts.evaluation.mcd import mel_cepstral_distortion
+from kurdish_tts.evaluation.plots import save_figure
 from kurdish_tts.evaluation.synthesis import VitsSynthesizer
+
+
+def plot_pair(recorded: np.ndarray, synthesized: np.ndarray, sampling_rate: int, title: str, path: Path) -> Path:
+    """Both log-mel spectrograms, one above the other on a shared time axis in seconds: a duration or pause mismatch
+    shows as a shift, missing harmonics as a blur."""
+    config = MelConfig(sampling_rate=sampling_rate)
+    seconds = max(len(recorded), len(synthesized)) / sampling_rate
+    figure = Figure(figsize=(10, 5), dpi=100, layout="constrained")
+    axes = figure.subplots(2, 1, sharex=True)
+    for ax, (name, waveform) in zip(axes, [("recorded", recorded), ("synthesized", synthesized)]):
+        mel = mel_spectrogram(torch.from_numpy(waveform).float()[None], config)[0].numpy()
+        extent = (0, len(waveform) / sampling_rate, 0, mel.shape[0])
+        ax.imshow(mel, aspect="auto", origin="lower", interpolation="none", extent=extent, vmin=-11.5)
+        ax.set(ylabel=f"{name}\nmel band", xlim=(0, seconds))
+    axes[0].set_title(title)
+    axes[1].set_xlabel("seconds")
+    return save_figure(figure, path)
+
+
+def plot_folder(out_dir: Path) -> list[Path]:
+    """Redraw `<id>.png` for every `<id>.recorded.wav` / `<id>.synthesized.wav` pair in `out_dir`."""
+    written = []
+    for recorded_path in sorted(out_dir.glob("*.recorded.wav")):
+        sample_id = recorded_path.name.removesuffix(".recorded.wav")
+        rate = read_audio(recorded_path)[1]
+        recorded = load_audio(recorded_path, rate).waveform
+        synthesized = load_audio(out_dir / f"{sample_id}.synthesized.wav", rate).waveform
+        written.append(plot_pair(recorded, synthesized, rate, sample_id, out_dir / f"{sample_id}.png"))
+    return written
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("corpus", type=Path)
-    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--plots_only", type=Path, metavar="OUT_DIR", help="Only redraw the PNGs of OUT_DIR's pairs.")
+    parser.add_argument("run_dir", type=Path, nargs="?")
+    parser.add_argument("corpus", type=Path, nargs="?")
+    parser.add_argument("out_dir", type=Path, nargs="?")
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if args.plots_only is not None:
+        written = plot_folder(args.plots_only)
+        if not written:
+            parser.error(f"--plots_only: no <id>.recorded.wav in {args.plots_only}")
+        print("\n".join(str(path) for path in written))
+        return
+    if args.out_dir is None:
+        parser.error("RUN_DIR, CORPUS and OUT_DIR are required (or --plots_only OUT_DIR)")
 
     eval_ids = sorted(json.loads((args.run_dir / "data_split.json").read_text())["eval_ids"])[: args.count]
     with open(args.corpus / "metadata.csv", encoding="utf-8", newline="") as handle:
@@ -41,6 +87,9 @@ def main(argv=None) -> None:
         write_audio(args.out_dir / f"{sample_id}.synthesized.wav", result.waveform, rate)
         write_audio(args.out_dir / f"{sample_id}.recorded.wav", recorded, rate)
         mcd = mel_cepstral_distortion(recorded, result.waveform, sampling_rate=rate).mcd
+        plot_pair(
+            recorded, result.waveform, rate, f"{sample_id}: {texts[sample_id]}", args.out_dir / f"{sample_id}.png"
+        )
         lines.append(
             f"| {sample_id} | {texts[sample_id]} | {mcd:.2f} | {len(recorded) / rate:.2f} | "
             f"{len(result.waveform) / rate:.2f} |"

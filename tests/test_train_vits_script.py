@@ -75,6 +75,22 @@ class TestBadArguments:
         assert train_vits.main(["--data", "demo", "--tokenizer", "kurmanji", "--output_dir", str(tmp_dir)]) == 2
         assert "--model_size" in capsys.readouterr().err
 
+    def test_duration_predictor_choice_needs_random_init(self, capsys, tmp_dir):
+        argv = ["--data", "demo", "--duration_predictor", "deterministic", "--output_dir", str(tmp_dir)]
+        assert train_vits.main(argv) == 2
+        assert "keeps its own duration predictor" in capsys.readouterr().err
+
+    @pytest.mark.parametrize("choice, stochastic", [(None, True), ("stochastic", True), ("deterministic", False)])
+    def test_duration_predictor_of_a_random_init(self, tokenizer, tmp_dir, choice, stochastic):
+        from kurdish_tts.cli.vits_training_run import VitsTrainingRun
+
+        argv = ["--recipe", "demo", "--output_dir", str(tmp_dir)]
+        argv += [] if choice is None else ["--duration_predictor", choice]
+        model = VitsTrainingRun(*train_vits.parse(argv)).build_model(tokenizer, None)
+        assert model.vits.config.use_stochastic_duration_prediction is stochastic
+        predictor = type(model.vits.duration_predictor).__name__
+        assert predictor == ("VitsStochasticDurationPredictor" if stochastic else "VitsDurationPredictor")
+
     def test_recipe_with_unknown_argument(self, capsys, tmp_dir):
         recipe = tmp_dir / "mine.yaml"
         recipe.write_text("data: demo\nlearning_rat: 1.0e-4\n")

@@ -44,6 +44,11 @@ class VitsModelArguments:
         is loaded when present.
     model_size (`str`, *optional*):
         `tiny`, `small` or `mms`: start from random weights of that size instead (offline; with `--tokenizer kurmanji`).
+    duration_predictor (`str`, *optional*):
+        With `model_size`: `stochastic` (VITS's and MMS's, the default) or `deterministic` (a convolutional regressor
+        of log-durations, trained with a squared error). From random init the stochastic one can learn to predict
+        one frame per token (the 20-minute H100 run in `benchmarks/README.md`); the deterministic one learns the
+        alignment's durations directly. A base model keeps its own.
     speaker (`str`, *optional*):
         Train one voice: a speaker id of the data, or `most_hours` for the speaker with the most clean hours.
     multi_speaker (`bool`, *optional*, defaults to `False`):
@@ -57,6 +62,13 @@ class VitsModelArguments:
     model_size: str | None = field(
         default=None,
         metadata={"help": "Random init of this size instead of a base model.", "choices": ["tiny", "small", "mms"]},
+    )
+    duration_predictor: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --model_size: the duration predictor, stochastic (default) or deterministic.",
+            "choices": ["stochastic", "deterministic"],
+        },
     )
     speaker: str | None = field(default=None, metadata={"help": "Train one voice: a speaker id, or `most_hours`."})
     multi_speaker: bool = field(default=False, metadata={"help": "Train all speakers with speaker embeddings."})
@@ -180,6 +192,11 @@ def _check(model_args: VitsModelArguments, data_args: DataArguments, run_args: R
             check_repo_id(repo_id)
         except HubUsageError as error:
             raise UsageError(f"--hub_model_id: {error}") from None
+    if model_args.model_size is None and model_args.duration_predictor is not None:
+        raise UsageError(
+            f"--duration_predictor goes with a random init (--model_size tiny|small|mms); the base model "
+            f"{model_args.model_name_or_path} keeps its own duration predictor"
+        )
     if model_args.model_size is None and data_args.tokenizer == KURMANJI_TOKENIZER_NAME:
         raise UsageError(
             f"--tokenizer {KURMANJI_TOKENIZER_NAME} goes with a random init (--model_size tiny|small|mms); "

@@ -246,7 +246,12 @@ class VitsTrainingRun:
         model_args = self.model_args
         num_speakers = 1 if speaker_to_id is None else max(speaker_to_id.values()) + 1
         if model_args.model_size is not None:
-            model = VitsForTraining.from_size(model_args.model_size, tokenizer.vocab_size, num_speakers=num_speakers)
+            model = VitsForTraining.from_size(
+                model_args.model_size,
+                tokenizer.vocab_size,
+                num_speakers=num_speakers,
+                use_stochastic_duration_prediction=model_args.duration_predictor != "deterministic",
+            )
         else:
             try:
                 model = VitsForTraining.from_pretrained(model_args.model_name_or_path)

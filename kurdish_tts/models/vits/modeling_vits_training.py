@@ -116,7 +116,8 @@ class VitsTrainingOutput(ModelOutput):
         kl_loss (`torch.FloatTensor` of shape `()`):
             KL between the posterior (through the flow) and the aligned prior, per frame.
         duration_loss (`torch.FloatTensor` of shape `()`):
-            Stochastic duration predictor negative log-likelihood, per token.
+            Stochastic duration predictor negative log-likelihood, per token; with the deterministic predictor
+            (`use_stochastic_duration_prediction=False`), its squared log-duration error per token.
         adversarial_loss (`torch.FloatTensor` of shape `()`):
             Generator's least-squares adversarial term (discriminator parameters frozen).
         feature_matching_loss (`torch.FloatTensor` of shape `()`):
@@ -232,6 +233,25 @@ def duration_negative_log_likelihood(
             log_determinant_sum = log_determinant_sum + log_determinant
         nll = torch.sum(0.5 * (math.log(2 * math.pi) + latents.square()) * mask, [1, 2]) - log_determinant_sum
         return nll + log_q
+
+
+def log_duration_squared_error(
+    predictor: nn.Module, hidden_states: torch.Tensor, padding_mask: torch.Tensor, speaker, durations: torch.Tensor
+) -> torch.Tensor:
+    """The deterministic duration predictor's loss (`use_stochastic_duration_prediction=False`), per item `(batch,)`:
+    the squared error of the predicted log-durations against `log(durations)`, summed over the item's tokens, as in
+    the original VITS (`losses.duration_loss` then divides by the token count, like the stochastic term).
+
+    `VitsModel`'s inference rounds `exp(log_duration)` up to whole frames, so a token that the alignment gave no frame
+    (target `log(1e-6)`) still gets one. The predictor detaches its inputs itself: like the stochastic one, it does
+    not train the text encoder. Float32, like the stochastic term.
+    """
+    with torch.autocast(hidden_states.device.type, enabled=False):
+        mask = padding_mask.float()  # (batch, 1, text)
+        conditioning = None if speaker is None else speaker.float()
+        predicted = predictor(hidden_states.float(), mask, conditioning)  # (batch, 1, text), masked
+        target = torch.log(durations.float() + 1e-6) * mask
+        return torch.sum((predicted - target).square(), dim=[1, 2])
 
 
 def saved_mel_config(name_or_path: str | os.PathLike) -> MelConfig | None:
@@ -482,9 +502,14 @@ class VitsForTraining(nn.Module):
             alignment_mask = text_mask.transpose(1, 2) * frame_mask  # (batch, text, frames)
             alignment = maximum_path(log_likelihood, alignment_mask)  # (batch, text, frames)
         durations = alignment.sum(2)  # (batch, text)
-        duration_nll = duration_negative_log_likelihood(
-            vits.duration_predictor, hidden_states, text_mask, speaker, durations.unsqueeze(1)
-        )
+        if config.use_stochastic_duration_prediction:
+            duration_nll = duration_negative_log_likelihood(
+                vits.duration_predictor, hidden_states, text_mask, speaker, durations.unsqueeze(1)
+            )
+        else:
+            duration_nll = log_duration_squared_error(
+                vits.duration_predictor, hidden_states, text_mask, speaker, durations.unsqueeze(1)
+            )
 
         aligned_means = torch.bmm(prior_means, alignment.to(prior_means.dtype))  # (batch, flow, frames)
         aligned_log_stddevs = torch.bmm(prior_log_stddevs, alignment.to(prior_log_stddevs.dtype))
