@@ -72,11 +72,30 @@ TINY_SPEAKER_EMBEDDING = 8
 DEFAULT_SPEAKER_EMBEDDING = 256
 
 
+def check_launch(training_args, environ=os.environ) -> None:
+    """Refuse a multi-process launch that the training arguments do not see as one.
+
+    On a machine without GPUs, `torchrun`/`accelerate launch` start N processes, but accelerate sets up distributed
+    training on CPUs only when asked (`--use_cpu true`); otherwise each process believes it is the only one, and N
+    copies of the same run write the same output folder at the same time (seen: the best-model folder of one removed
+    while another wrote it). GPU launches are set up without being asked.
+    """
+    launched = int(environ.get("WORLD_SIZE", "1") or 1)
+    if launched > 1 and training_args.world_size == 1:
+        raise UsageError(
+            f"launched as {launched} processes (WORLD_SIZE={launched}), but the training arguments see one process "
+            f"({training_args.device}): each would train and write {training_args.output_dir} on its own. On a "
+            "machine without GPUs, pass --use_cpu true to train with the processes together (DDP over gloo); "
+            "otherwise launch one process."
+        )
+
+
 class VitsTrainingRun:
     """One invocation of `train_vits.py`. Arguments are the script's four dataclasses; `started` is `time.time()` when
     the job began, so the time budget covers data preparation and model loading too."""
 
     def __init__(self, model_args, data_args, run_args, training_args, *, started: float | None = None):
+        check_launch(training_args)
         self.model_args = model_args
         self.data_args = data_args
         self.run_args = run_args
