@@ -13,6 +13,11 @@
 
     python benchmarks/bench_xtts.py --out benchmarks/results/xtts_h100 --stability_steps 3000     # ~8 min on an H100
     python benchmarks/bench_xtts.py --device cpu --size tiny --steps 3 --stability_steps 3 --out /tmp/bench  # smoke
+    torchrun --nproc_per_node 2 benchmarks/bench_xtts.py --out OUT/two_gpus --precisions bf16   # DDP scaling
+
+Under `torchrun`/`accelerate launch` the throughput rows train with DDP (each process `--batch_size` per step, as
+`per_device_train_batch_size`), samples/s counts every process's samples, and only the first process prints and writes;
+the stability run is single-process only.
 
 Needs no network and no data files: the tokenizer is the package's built-in one, the corpus is generated.
 """
@@ -156,15 +161,26 @@ def _peak_memory_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30
 
 
+def _processes() -> int:
+    """Processes of a `torchrun`/`accelerate launch` job (1 when started plainly)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 def throughput(options, tokenizer, device: torch.device) -> list[dict]:
     rows = []
     total = options.warmup_steps + options.steps
+    processes = _processes()
     for size in options.sizes:
         for precision in options.precisions:
             for guided in (True, False):
                 model = _model(size, tokenizer, device)
+                # The distributed sampler gives each process its share: enough for `total` full batches each.
                 corpus = synthetic_corpus(
-                    options.batch_size * total,
+                    options.batch_size * total * processes,
                     options.text_length,
                     options.mel_frames,
                     model.config.n_mels,
@@ -184,8 +200,13 @@ def throughput(options, tokenizer, device: torch.device) -> list[dict]:
                         loss_weight_guided_attention=1.0 if guided else 0.0,
                     )
                     trainer = XttsTrainer(model, args, train_dataset=corpus, callbacks=[timer])
+                    if args.world_size != processes:
+                        raise SystemExit(
+                            f"launched as {processes} processes, but the Trainer sees {args.world_size}: on a machine "
+                            "without GPUs run with --device cpu (gloo)"
+                        )
                     if device.type == "cuda":
-                        torch.cuda.reset_peak_memory_stats(device)
+                        torch.cuda.reset_peak_memory_stats(args.device)
                     trainer.train()
                 seconds = timer.finished - timer.started
                 row = {
@@ -194,17 +215,17 @@ def throughput(options, tokenizer, device: torch.device) -> list[dict]:
                     "precision": precision,
                     "guided_attention": guided,
                     "batch_size": options.batch_size,
-                    "samples_per_second": options.batch_size * options.steps / seconds,
+                    "processes": processes,
+                    "samples_per_second": options.batch_size * processes * options.steps / seconds,
                     "step_seconds": seconds / options.steps,
-                    "peak_memory_gib": _peak_memory_gib(device),
+                    "peak_memory_gib": _peak_memory_gib(args.device),
                 }
                 rows.append(row)
                 memory = "-" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.2f} GiB"
-                print(
-                    f"{size:>5} {precision:>4} guided={str(guided):5} batch {options.batch_size}: "
+                _say(
+                    f"{size:>5} {precision:>4} guided={str(guided):5} batch {options.batch_size} x {processes}: "
                     f"{row['samples_per_second']:.1f} samples/s, {row['step_seconds'] * 1000:.0f} ms/step, "
-                    f"peak {memory}",
-                    flush=True,
+                    f"peak {memory}"
                 )
                 del trainer, model
                 if device.type == "cuda":
@@ -319,13 +340,21 @@ def write_loss_curve(runs: list[dict], out: Path) -> str | None:
     return str(path)
 
 
+def _say(message: str) -> None:
+    if _is_main():
+        print(message, flush=True)
+
+
 def to_markdown(device_name: str, rows: list[dict], runs: list[dict], options) -> str:
-    lines = [f"## XTTS training throughput ({device_name})", ""]
+    processes = rows[0]["processes"] if rows else 1
+    where = device_name if processes == 1 else f"{processes} processes × {device_name}, DDP"
+    lines = [f"## XTTS training throughput ({where})", ""]
     if rows:
         lines += [
             f"Synthetic batches: text ~{options.text_length} ids, mel ~{options.mel_frames} frames, reference <= "
             f"{options.reference_frames} frames; {options.warmup_steps} warm-up + {options.steps} timed steps of "
-            "`XttsTrainer` (collator, forward, all loss terms, backward, clip, AdamW).",
+            "`XttsTrainer` (collator, forward, all loss terms, backward, clip, AdamW)"
+            + ("." if processes == 1 else f"; batch per process, samples/s of all {processes} processes."),
             "",
             "| size | params (M) | precision | guided attention | batch | samples/s | ms/step | peak memory (GiB) |",
             "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |",
@@ -405,6 +434,8 @@ def parse(argv=None):
         parser.error(f"unknown precision(s) {sorted(unknown)}; choose from bf16, fp16, fp32")
     if options.steps < 1 or options.warmup_steps < 0:
         parser.error("--steps must be >= 1 and --warmup_steps >= 0")
+    if options.stability_steps and _processes() > 1:
+        parser.error("--stability_steps runs in one process; launch it without torchrun/accelerate")
     return options
 
 
@@ -417,11 +448,14 @@ def main(argv=None) -> int:
         torch.backends.cudnn.allow_tf32 = True
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if _is_main():
+        out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_kurmanji_tokenizer()
     began = time.perf_counter()
-    print(f"bench_xtts on {device_name}", flush=True)
+    _say(f"bench_xtts on {device_name}" + (f", {_processes()} processes" if _processes() > 1 else ""))
     rows = [] if options.skip_throughput else throughput(options, tokenizer, device)
+    if not _is_main():
+        return 0
     runs = [stability(options, tokenizer, device, p) for p in options.precisions] if options.stability_steps else []
     curve = write_loss_curve(runs, out) if runs else None
     summary = {

@@ -1,4 +1,4 @@
-"""Compare the loss curves of finished `train_vits.py` runs: a Markdown table and one PNG.
+"""Compare the loss curves of finished `train_vits.py` / `train_xtts.py` runs: a Markdown table and one PNG.
 
     python benchmarks/compare_runs.py runs/one_gpu runs/one_gpu_seed1 runs/two_gpus \
         --labels "1 GPU" "1 GPU, seed 1" "2 GPUs" --out benchmarks/results/h200x2_ddp/parity
@@ -6,7 +6,8 @@
 Reads each run's `trainer_state.json` (written at the end of `train_vits.py`). The table lists every evaluation's
 `eval_loss/mel` and `eval_loss` and, per logging window, the training `loss/mel`; the last rows give the largest
 difference of each run from the first, next to the spread between repeated runs when the labels say which those are
-(`--noise_pair 0 1`: runs 0 and 1 differ only by seed).
+(`--noise_pair 0 1`: runs 0 and 1 differ only by seed). `--keys` names other logged values, e.g. for XTTS runs
+`--keys eval_mel eval_loss loss/mel_after`.
 """
 
 from __future__ import annotations
@@ -39,14 +40,19 @@ def main(argv=None) -> None:
     parser.add_argument("--labels", nargs="+")
     parser.add_argument("--noise_pair", nargs=2, type=int, help="indices of two runs that differ only by seed")
     parser.add_argument("--out", type=Path, required=True, help="writes OUT.md and OUT.png")
+    parser.add_argument("--keys", nargs="+", default=list(KEYS), help=f"logged values to compare (default: {KEYS})")
     args = parser.parse_args(argv)
+    keys = args.keys
     labels = args.labels or [run.name for run in args.runs]
     if len(labels) != len(args.runs):
         parser.error(f"{len(args.runs)} runs but {len(labels)} labels")
 
-    data = {key: [series(run, key) for run in args.runs] for key in KEYS}
+    data = {key: [series(run, key) for run in args.runs] for key in keys}
+    missing = [key for key in keys if not any(data[key])]
+    if missing:
+        parser.error(f"no run logged {missing}; pass --keys with values their trainer_state.json holds")
     lines = []
-    for key in KEYS:
+    for key in keys:
         steps = sorted(set().union(*data[key]))
         lines += [f"\n### {key}\n", "| step | " + " | ".join(labels) + " |", "| --- |" + " --- |" * len(labels)]
         for step in steps:
@@ -64,8 +70,8 @@ def main(argv=None) -> None:
     args.out.with_suffix(".md").write_text("\n".join(lines).lstrip() + "\n")
     print("\n".join(lines))
 
-    figure, axes = plt.subplots(1, len(KEYS), figsize=(5 * len(KEYS), 3.5))
-    for axis, key in zip(axes, KEYS):
+    figure, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
+    for axis, key in zip(axes[0], keys):
         for label, values in zip(labels, data[key]):
             steps = sorted(values)
             axis.plot(
@@ -74,7 +80,7 @@ def main(argv=None) -> None:
         axis.set_title(key)
         axis.set_xlabel("optimizer step")
         axis.grid(alpha=0.3)
-    axes[0].legend()
+    axes[0][0].legend()
     figure.tight_layout()
     figure.savefig(args.out.with_suffix(".png"), dpi=100)
 

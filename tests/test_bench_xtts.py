@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_xtts.py"
 
 
@@ -44,3 +46,26 @@ def test_synthetic_corpus_has_the_prepared_schema():
         assert 0 not in row["input_ids"]
         assert row["mel"].shape == (row["num_frames"], 8)
     assert len(set(corpus["speaker"])) == 8
+
+
+def test_two_processes_train_with_ddp_and_only_the_first_writes(tmp_dir):
+    """Under torchrun the rows are DDP steps: samples/s counts both processes' batches, one summary is written."""
+    from .testing_utils import torchrun
+
+    argv = ["--device", "cpu", "--size", "tiny", "--steps", "2", "--warmup_steps", "1", "--batch_size", "2",
+            "--text_length", "20", "--mel_frames", "40", "--reference_frames", "30", "--out", str(tmp_dir / "out")]  # fmt: skip
+    result = torchrun(BENCH, *argv, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_dir / "out" / "bench_xtts.json").read_text())
+    assert [row["processes"] for row in summary["throughput"]] == [2, 2]
+    for row in summary["throughput"]:
+        assert row["samples_per_second"] == pytest.approx(2 * 2 / row["step_seconds"])  # batch 2 on each of 2
+    assert result.stdout.count("## XTTS training throughput (2 processes") == 1
+
+
+def test_the_stability_run_refuses_several_processes(monkeypatch, capsys):
+    bench = _load_bench()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit):
+        bench.parse(["--out", "x", "--stability_steps", "10"])
+    assert "one process" in capsys.readouterr().err
