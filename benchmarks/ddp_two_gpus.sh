@@ -8,6 +8,7 @@
 #   bash benchmarks/ddp_two_gpus.sh CORPUS OUT
 # CORPUS: an LJSpeech-style folder (e.g. `kurdish-tts make-demo-corpus --voices espeak_ku_m1 ...`); OUT: results.
 set -euo pipefail
+source "$(dirname "$0")/parity_runs.sh"
 corpus=$1
 out=$2
 steps=${PARITY_STEPS:-300}
@@ -34,21 +35,5 @@ train=(scripts/train_vits.py --data "$corpus" --tokenizer kurmanji --cache_dir "
   --save_strategy steps --save_steps "$steps" --save_total_limit 1 --logging_steps 10 --bf16 true --tf32 true
   --learning_rate 2e-4 --warmup_steps 0.05 --lr_scheduler_type cosine --synthesis_metrics ""
   --dataloader_num_workers 4 --report_to none --disable_tqdm true)
-CUDA_VISIBLE_DEVICES=0 python "${train[@]}" --per_device_train_batch_size 32 --seed 0 --output_dir "$runs/one_gpu" \
-  > "$out/one_gpu.log" 2>&1 &
-first=$!
-# The second 1-GPU run holds out the same clips (the split is drawn from the seed; a saved split is reused).
-until [ -f "$runs/one_gpu/data_split.json" ]; do kill -0 "$first" && sleep 1; done
-mkdir -p "$runs/one_gpu_seed1" && cp "$runs/one_gpu/data_split.json" "$runs/one_gpu_seed1/"
-CUDA_VISIBLE_DEVICES=1 python "${train[@]}" --per_device_train_batch_size 32 --seed 1 \
-  --output_dir "$runs/one_gpu_seed1" > "$out/one_gpu_seed1.log" 2>&1
-wait "$first"
-torchrun --standalone --nproc_per_node 2 "${train[@]}" --per_device_train_batch_size 16 --seed 0 \
-  --output_dir "$runs/two_gpus" > "$out/two_gpus.log" 2>&1
-
-python benchmarks/compare_runs.py "$runs/one_gpu" "$runs/one_gpu_seed1" "$runs/two_gpus" \
-  --labels "1 GPU x 32" "1 GPU x 32, seed 1" "2 GPUs x 16" --noise_pair 0 1 --out "$out/parity"
-for run in one_gpu one_gpu_seed1 two_gpus; do
-  cp "$runs/$run/trainer_state.json" "$out/${run}_trainer_state.json"
-  cp "$runs/$run/run_summary.json" "$out/${run}_run_summary.json" 2>/dev/null || true
-done
+launch=(torchrun --standalone --nproc_per_node 2)
+parity_runs

@@ -17,11 +17,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import soundfile
 import torch
 from matplotlib.figure import Figure
 
 from kurdish_tts.audio.features import MelConfig, mel_spectrogram
-from kurdish_tts.audio.io import load_audio, read_audio, write_audio
+from kurdish_tts.audio.io import load_audio, write_audio
 from kurdish_tts.evaluation.mcd import mel_cepstral_distortion
 from kurdish_tts.evaluation.plots import save_figure
 from kurdish_tts.evaluation.synthesis import VitsSynthesizer
@@ -49,7 +50,7 @@ def plot_folder(out_dir: Path) -> list[Path]:
     written = []
     for recorded_path in sorted(out_dir.glob("*.recorded.wav")):
         sample_id = recorded_path.name.removesuffix(".recorded.wav")
-        rate = read_audio(recorded_path)[1]
+        rate = soundfile.info(str(recorded_path)).samplerate  # the header only: the samples are decoded once, below
         recorded = load_audio(recorded_path, rate).waveform
         synthesized = load_audio(out_dir / f"{sample_id}.synthesized.wav", rate).waveform
         written.append(plot_pair(recorded, synthesized, rate, sample_id, out_dir / f"{sample_id}.png"))

@@ -12,6 +12,7 @@
 # --warmup_steps 1 --batch_size 2 --text_length 20 --mel_frames 40 --reference_frames 30" TRAIN_OVERRIDES="--model_size
 # tiny --use_cpu true --bf16 false --tf32 false --dataloader_num_workers 0" PARITY_STEPS=4 EVAL_STEPS=2).
 set -euo pipefail
+source "$(dirname "$0")/parity_runs.sh"
 corpus=$1
 out=$2
 steps=${PARITY_STEPS:-300}
@@ -37,23 +38,4 @@ train=(scripts/train_xtts.py --data "$corpus" --tokenizer kurmanji --cache_dir "
   --per_device_eval_batch_size 16 --save_strategy steps --save_steps "$steps" --save_total_limit 1 --logging_steps 10
   --bf16 true --tf32 true --synthesis_metrics "" --dataloader_num_workers 4 --report_to none --disable_tqdm true
   ${TRAIN_OVERRIDES:-})
-CUDA_VISIBLE_DEVICES=0 python "${train[@]}" --per_device_train_batch_size 32 --seed 0 --output_dir "$runs/one_gpu" \
-  > "$out/one_gpu.log" 2>&1 &
-first=$!
-# The second 1-GPU run holds out the same clips (the split is drawn from the seed; a saved split is reused).
-until [ -f "$runs/one_gpu/data_split.json" ]; do kill -0 "$first" && sleep 1; done
-mkdir -p "$runs/one_gpu_seed1" && cp "$runs/one_gpu/data_split.json" "$runs/one_gpu_seed1/"
-CUDA_VISIBLE_DEVICES=1 python "${train[@]}" --per_device_train_batch_size 32 --seed 1 \
-  --output_dir "$runs/one_gpu_seed1" > "$out/one_gpu_seed1.log" 2>&1
-wait "$first"
-mkdir -p "$runs/two_gpus" && cp "$runs/one_gpu/data_split.json" "$runs/two_gpus/"
-"${launch[@]}" "${train[@]}" --per_device_train_batch_size 16 --seed 0 --output_dir "$runs/two_gpus" \
-  > "$out/two_gpus.log" 2>&1
-
-python benchmarks/compare_runs.py "$runs/one_gpu" "$runs/one_gpu_seed1" "$runs/two_gpus" \
-  --labels "1 GPU x 32" "1 GPU x 32, seed 1" "2 GPUs x 16" --noise_pair 0 1 \
-  --keys eval_mel eval_loss loss/mel_after --out "$out/parity"
-for run in one_gpu one_gpu_seed1 two_gpus; do
-  cp "$runs/$run/trainer_state.json" "$out/${run}_trainer_state.json"
-  cp "$runs/$run/run_summary.json" "$out/${run}_run_summary.json" 2>/dev/null || true
-done
+parity_runs --keys eval_mel eval_loss loss/mel_after
