@@ -7,6 +7,8 @@
 - `synthesis.py`: the `Synthesizer` interface every model family implements, and held-out clips;
   `xtts_synthesis.py`: `XttsSynthesizer`, that interface for the XTTS-style voice-cloning model;
 - `evaluator.py`: `evaluate_synthesizer`, used by `scripts/evaluate.py` and during training;
+- `waveform_health.py`: clipping, DC offset, power above 7.5 kHz / below 50 Hz, level against the recording, and a
+  full-band spectral distance: what the mel metrics cannot see;
 - `report.py`: `evaluation.json` and the Markdown table; `plots.py`: figures.
 
 The names below are imported on first use: reading a report or a model card (`report.py`, `catalog.py`) must not pay
@@ -26,12 +28,20 @@ _EXPORTS = {
     "plots": (
         "alignment_figure",
         "figure_to_array",
+        "full_band_spectrogram_figure",
         "loss_curve_figure",
         "save_figure",
         "save_image",
         "spectrogram_figure",
     ),
     "report": ("load_report", "markdown_table", "render_markdown", "write_report"),
+    "waveform_health": (
+        "HealthThresholds",
+        "WaveformHealth",
+        "full_band_distance",
+        "health_problems",
+        "waveform_health",
+    ),
     "xtts_synthesis": ("XttsSynthesizer",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

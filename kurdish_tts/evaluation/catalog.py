@@ -16,9 +16,24 @@ METRIC_GROUPS: dict[str, tuple[str, ...]] = {
     "rtf": ("rtf",),
     "stop_failure": ("stop_failure_rate",),
     "cer": ("cer",),
+    "health": ("clipped", "dc_offset", "high_band", "low_band", "level_db", "spectral_distance", "unhealthy"),
 }
 LOWER_IS_BETTER = frozenset(
-    {"mcd", "duration_error", "f0_rmse_hz", "f0_rmse_cents", "rtf", "stop_failure_rate", "cer"}
+    {
+        "mcd",
+        "duration_error",
+        "f0_rmse_hz",
+        "f0_rmse_cents",
+        "rtf",
+        "stop_failure_rate",
+        "cer",
+        "clipped",
+        "dc_offset",
+        "high_band",
+        "low_band",
+        "spectral_distance",
+        "unhealthy",
+    }
 )
 METRIC_LABELS = {
     "mcd": "MCD (dB)",
@@ -29,9 +44,16 @@ METRIC_LABELS = {
     "rtf": "RTF",
     "stop_failure_rate": "stop failures",
     "cer": "CER",
+    "clipped": "clipped samples",
+    "dc_offset": "|DC offset|",
+    "high_band": "power > 7.5 kHz",
+    "low_band": "power < 50 Hz",
+    "level_db": "level vs recording (dB)",
+    "spectral_distance": "full-band distance (dB)",
+    "unhealthy": "unhealthy clips",
 }
 # What `scripts/evaluate.py` computes by default; `cer` needs an ASR model and is added with `--asr_model`.
-DEFAULT_METRICS = ("mcd", "duration", "f0", "rtf", "stop_failure")
+DEFAULT_METRICS = ("mcd", "duration", "f0", "rtf", "stop_failure", "health")
 # Edge silence below this many dB under the peak is trimmed from both clips before scoring (recordings, Common
 # Voice's above all, start and end with silence that a TTS model does not reproduce).
 DEFAULT_TRIM_TOP_DB = 40.0

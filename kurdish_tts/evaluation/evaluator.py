@@ -15,7 +15,15 @@ from tqdm.auto import tqdm
 
 from ..audio.features import MelConfig
 from .asr import CtcTranscriber, edit_distance, text_for_cer
-from .metrics import DEFAULT_METRICS, DEFAULT_TRIM_TOP_DB, ItemScore, parse_metric_groups, score_pair, summarize
+from .metrics import (
+    DEFAULT_METRICS,
+    DEFAULT_TRIM_TOP_DB,
+    ItemScore,
+    parse_metric_groups,
+    score_pair,
+    set_health_problems,
+    summarize,
+)
 from .synthesis import EvaluationItem, Synthesizer, describe_device
 
 
@@ -47,6 +55,12 @@ class ModelEvaluation:
         """Clips for which a metric could not be computed (see each one's `error`)."""
         return [item for item in self.items if item.error is not None]
 
+    @property
+    def health_problems(self) -> list[str] | None:
+        """What is wrong with the model's audio, in plain words (empty: healthy); `None` when `health` was not
+        computed."""
+        return set_health_problems(self.metrics) if "health" in self.groups else None
+
     def to_dict(self, with_items: bool = True) -> dict:
         values = {
             "name": self.name,
@@ -57,6 +71,7 @@ class ModelEvaluation:
             "asr_model": self.asr_model,
             "seconds": self.seconds,
             "failures": len(self.failures),
+            "health_problems": self.health_problems,
         }
         if with_items:
             values["items"] = [item.to_dict() for item in self.items]

@@ -11,8 +11,12 @@ is pooled over a held-out set:
 | `rtf` | `rtf` | synthesis wall time / audio length | total time / total audio (device in the report) |
 | `stop_failure` | `stop_failure_rate` | generation hit its maximum length (autoregressive models) | share of clips |
 | `cer` | `cer` | character edits of an ASR transcript vs the text (`asr.py`) | total edits / total reference characters |
+| `health` | `clipped`, `dc_offset`, `high_band`, `low_band`, `level_db`, `spectral_distance`, `unhealthy` | waveform health against the recording (`waveform_health.py`) | mean (absolute DC offset); `unhealthy`: share of clips failing a check |
 
-Everything but `duration_ratio` is lower-is-better (`LOWER_IS_BETTER`); a duration ratio is best at 1, so best-model
+The mel-based metrics (MCD, the mel loss) give the DC and Nyquist bins no weight, so a full-scale tone or offset
+scores well on them; `health` looks at the samples and at every STFT bin.
+
+Everything but `duration_ratio` and `level_db` is lower-is-better (`LOWER_IS_BETTER`); a duration ratio is best at 1, so best-model
 selection uses `duration_error`. F0 RMSE is pooled over frames rather than averaged per clip: a clip with three voiced
 frames would otherwise weigh as much as one with three hundred. Cents (1200 log2 of the F0 ratio) compare voices of
 different registers fairly; Hz is the familiar unit.
@@ -39,6 +43,7 @@ from .catalog import (
     parse_metric_groups,
 )
 from .mcd import DEFAULT_NUM_COEFFICIENTS, mel_cepstral_distortion
+from .waveform_health import health_problems, waveform_health
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -55,10 +60,13 @@ __all__ = [
     "parse_metric_groups",
     "real_time_factor",
     "score_pair",
+    "set_health_problems",
     "stop_failure_rate",
     "summarize",
 ]
 
+# A set whose clips fail a health check more often than this fails, whatever its means say.
+MAX_UNHEALTHY_SHARE = 0.5
 # pYIN's search range: below the lowest adult male voices, above the highest female ones.
 F0_MIN_HZ = 60.0
 F0_MAX_HZ = 500.0
@@ -167,6 +175,7 @@ class ItemScore:
         transcript (`str`, *optional*): The ASR transcript, for CER.
         char_edits (`int`, *optional*): Character edits between transcript and text.
         reference_chars (`int`, *optional*): Characters of the normalized text.
+        health (`dict`, *optional*): `WaveformHealth.to_dict()` of the synthesized clip against the recording.
         error (`str`, *optional*): Why a metric could not be computed for this clip (it then counts as missing).
     """
 
@@ -183,6 +192,7 @@ class ItemScore:
     transcript: str | None = None
     char_edits: int | None = None
     reference_chars: int | None = None
+    health: dict | None = None
     error: str | None = None
 
     def to_dict(self) -> dict:
@@ -227,6 +237,8 @@ def score_pair(
     )
     if "duration" in groups and score.reference_seconds > 0:
         score.duration_ratio = duration_ratio(score.reference_seconds, score.synthesized_seconds)
+    if "health" in groups and len(synthesized):
+        score.health = waveform_health(synthesized, rate, reference if len(reference) else None).to_dict()
     if "mcd" not in groups and "f0" not in groups:
         return score
     try:
@@ -281,7 +293,35 @@ def summarize(scores: Sequence[ItemScore], groups: Sequence[str]) -> dict[str, f
         counted = [score for score in scores if score.char_edits is not None]
         characters = sum(score.reference_chars for score in counted)
         summary["cer"] = sum(score.char_edits for score in counted) / characters if characters else math.nan
+    if "health" in groups:
+        healths = [score.health for score in scores if score.health is not None]
+        for key, source in (
+            ("clipped", "clipped"),
+            ("high_band", "high_band"),
+            ("low_band", "low_band"),
+            ("level_db", "level_vs_reference_db"),
+            ("spectral_distance", "spectral_distance"),
+        ):
+            summary[key] = _mean(health[source] for health in healths)
+        summary["dc_offset"] = _mean(abs(health["dc_offset"]) for health in healths)
+        summary["unhealthy"] = float(np.mean([bool(health_problems(h)) for h in healths])) if healths else math.nan
     return summary
+
+
+def set_health_problems(summary: dict[str, float]) -> list[str]:
+    """Plain-word problems of a set's pooled `health` figures (`summarize` keys), empty when it is healthy."""
+    figures = {
+        "clipped": summary.get("clipped"),
+        "dc_offset": summary.get("dc_offset"),
+        "high_band": summary.get("high_band"),
+        "low_band": summary.get("low_band"),
+        "level_vs_reference_db": summary.get("level_db"),
+    }
+    problems = health_problems(figures)
+    unhealthy = summary.get("unhealthy")
+    if unhealthy is not None and not math.isnan(unhealthy) and unhealthy > MAX_UNHEALTHY_SHARE:
+        problems.append(f"{100 * unhealthy:.0f} % of the clips fail a health check")
+    return problems
 
 
 def _prepared(waveform: np.ndarray, sampling_rate: int, target_rate: int, trim_top_db: float | None) -> np.ndarray:

@@ -44,6 +44,56 @@ def spectrogram_figure(mel: np.ndarray, title: str = "") -> Figure:
     return figure
 
 
+def full_band_spectrogram_figure(
+    waveforms: Sequence[tuple[str, np.ndarray]], sampling_rate: int, title: str = "", n_fft: int = 1024
+) -> Figure:
+    """Linear-frequency spectrograms in dBFS from 0 Hz to Nyquist, every STFT bin shown, one panel per clip on a
+    shared time axis in seconds.
+
+    Unlike a mel spectrogram, whose filters give the DC and Nyquist bins no weight, this shows a constant offset as a
+    bright bottom row and an alternating-sample tone as a bright top row.
+
+    Args:
+        waveforms (`Sequence[tuple[str, np.ndarray]]`):
+            `(label, waveform)` pairs, e.g. `[("recorded", a), ("synthesized", b)]`, float in [-1, 1].
+        sampling_rate (`int`):
+            Their rate in Hz.
+        title (`str`, *optional*, defaults to `""`):
+            Title over the first panel.
+        n_fft (`int`, *optional*, defaults to `1024`):
+            STFT size (hop a quarter of it).
+    """
+    import torch
+
+    seconds = max(len(waveform) for _, waveform in waveforms) / sampling_rate
+    figure = _figure(width=10, height=2.4 * len(waveforms))
+    axes = figure.subplots(len(waveforms), 1, sharex=True, squeeze=False)[:, 0]
+    window = torch.hann_window(n_fft)
+    for ax, (label, waveform) in zip(axes, waveforms):
+        clip = torch.as_tensor(np.asarray(waveform, dtype=np.float32))
+        if clip.numel() < n_fft:
+            clip = torch.nn.functional.pad(clip, (0, n_fft - clip.numel()))
+        spectrum = torch.stft(clip, n_fft, n_fft // 4, window=window, center=True, return_complex=True).abs()
+        # dBFS: a full-scale sine peaks at 0 dB (the window's sum is the coherent gain).
+        decibels = 20 * np.log10(np.maximum(spectrum.numpy() / (window.sum().item() / 2), 1e-6))
+        extent = (0, clip.numel() / sampling_rate, 0, sampling_rate / 2000)
+        image = ax.imshow(
+            decibels,
+            aspect="auto",
+            origin="lower",
+            interpolation="none",
+            cmap="magma",
+            extent=extent,
+            vmin=-100,
+            vmax=0,
+        )
+        ax.set(ylabel=f"{label}\nkHz", xlim=(0, seconds))
+        figure.colorbar(image, ax=ax, label="dBFS")
+    axes[0].set_title(title)
+    axes[-1].set_xlabel("seconds")
+    return figure
+
+
 def alignment_figure(alignment: np.ndarray, title: str = "") -> Figure:
     """A text-to-frame alignment, tokens on the y axis and frames on the x axis.
 
