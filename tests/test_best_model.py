@@ -89,7 +89,9 @@ def run(prepared, tokenizer, tmp_path_factory):
         processing_class=tokenizer,
         callbacks=[recorder],
     )
-    callback = BestModelCallback().attach(trainer)
+    # These tests are about which evaluation is kept and how it is written; six steps of a tiny model make no
+    # usable audio yet, which the health gate (TestHealthGate) would rightly refuse.
+    callback = BestModelCallback(require_healthy_audio=False).attach(trainer)
     trainer.train()
     return trainer, callback, recorder, output_dir
 
@@ -139,6 +141,56 @@ class TestTrainingRun:
         if metrics[METRIC] < load_best_model_info(output_dir)["value"]:
             pytest.skip("the extra evaluation happened to be better; nothing to check")
         assert digest(output_dir / "best_model") == before
+
+
+HEALTHY = {
+    "eval_health/clipped": 0.0,
+    "eval_health/dc_offset": 0.002,
+    "eval_health/high_band": 0.004,
+    "eval_health/low_band": 0.01,
+    "eval_health/level_vs_reference_db": -1.5,
+}
+TONE = {**HEALTHY, "eval_health/clipped": 0.6, "eval_health/high_band": 0.99, "eval_health/level_vs_reference_db": 20}
+
+
+class TestHealthGate:
+    def test_a_better_metric_with_broken_audio_is_refused_and_said_so(self, tokenizer, tmp_dir, caplog):
+        model = tiny_model(tokenizer)
+        args = tiny_training_args(tmp_dir)
+        callback = started(BestModelCallback(), args)
+        evaluate(callback, args, 1, {METRIC: 2.0, **HEALTHY}, model, tokenizer)
+        kept = digest(tmp_dir / "best_model")
+        perturb(model)
+        with caplog.at_level("WARNING", logger="kurdish_tts.trainers.best_model"):
+            evaluate(callback, args, 2, {METRIC: 1.0, **TONE}, model, tokenizer)
+        assert digest(tmp_dir / "best_model") == kept and callback.best_step == 1
+        assert callback.refused and callback.refused[0][0] == 2
+        assert "step 2 is not kept as the best model" in caplog.text and "above 7.5 kHz" in caplog.text
+        evaluate(callback, args, 3, {METRIC: 1.5, **HEALTHY}, model, tokenizer)
+        assert callback.best_step == 3 and digest(tmp_dir / "best_model") != kept
+
+    def test_synthesized_speech_is_judged_too(self, tokenizer, tmp_dir):
+        args = tiny_training_args(tmp_dir)
+        callback = started(BestModelCallback(), args)
+        synthesized_tone = {"eval_clipped": 0.5, "eval_dc_offset": 0.0, "eval_high_band": 0.9, "eval_unhealthy": 1.0}
+        evaluate(callback, args, 1, {METRIC: 2.0, **HEALTHY, **synthesized_tone}, tiny_model(tokenizer), tokenizer)
+        assert callback.best_value is None
+        assert any("speech synthesized from text" in problem for problem in callback.refused[0][1])
+
+    def test_no_healthy_evaluation_leaves_no_best_model_and_the_end_says_why(self, tokenizer, tmp_dir, caplog):
+        args = tiny_training_args(tmp_dir)
+        callback = started(BestModelCallback(), args)
+        evaluate(callback, args, 1, {METRIC: 2.0, **TONE}, tiny_model(tokenizer), tokenizer)
+        with caplog.at_level("WARNING", logger="kurdish_tts.trainers.best_model"):
+            callback.on_train_end(args, TrainerState(global_step=1), TrainerControl())
+        assert not (tmp_dir / "best_model").exists()
+        assert "no best model was saved: the audio of every evaluation" in caplog.text
+
+    def test_the_gate_can_be_turned_off(self, tokenizer, tmp_dir):
+        args = tiny_training_args(tmp_dir)
+        callback = started(BestModelCallback(require_healthy_audio=False), args)
+        evaluate(callback, args, 1, {METRIC: 2.0, **TONE}, tiny_model(tokenizer), tokenizer)
+        assert callback.best_step == 1 and callback.refused == []
 
 
 class TestSelection:

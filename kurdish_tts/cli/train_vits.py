@@ -101,11 +101,12 @@ class RunArguments:
     nan_lr_factor: float = field(default=0.5, metadata={"help": "Multiply the learning rate by this on recovery."})
     sample_text: str = field(default=SAMPLE_SENTENCE, metadata={"help": "Sentence synthesized at the end."})
     synthesis_metrics: str = field(
-        default="mcd,duration,rtf",
+        default="mcd,duration,rtf,health",
         metadata={
             "help": "Metrics of synthesized held-out clips added to every evaluation (eval_mcd, eval_duration_error, "
-            "...): comma-separated mcd, duration, f0, rtf, stop_failure, or '' for none. Select the best model by "
-            "one with e.g. --metric_for_best_model mcd."
+            "eval_clipped, ...): comma-separated mcd, duration, f0, rtf, stop_failure, health, or '' for none. "
+            "Select the best model by one with e.g. --metric_for_best_model mcd; with health, a model whose "
+            "synthesized audio fails a waveform check is never kept as the best model."
         },
     )
     synthesis_metrics_samples: int = field(default=8, metadata={"help": "Held-out clips synthesized per evaluation."})

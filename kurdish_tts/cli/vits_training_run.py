@@ -426,6 +426,15 @@ class VitsTrainingRun:
             return 1 if self.nan_recovery.gave_up else 0
 
         best_dir = self.output_dir / self.best_model.folder_name
+        if not (best_dir / "config.json").is_file() and self.best_model.refused:
+            # No evaluation passed the waveform-health gate: the sample comes from the final model, and the summary
+            # says in plain words that there is no best model to hand out.
+            step, problems = self.best_model.refused[-1]
+            print(
+                f"warning: no best model: the audio of every evaluation was broken (at step {step}: "
+                f"{'; '.join(problems)}). The final model is in {self.output_dir}; it is not fit to publish."
+            )
+            best_dir = self.output_dir
         try:
             sample = self.synthesize_sample(best_dir, speaker_to_id)
         except Exception:
@@ -469,9 +478,13 @@ class VitsTrainingRun:
     def summarize(self, trainer, best_dir: Path, sample: Path, curve: Path) -> dict:
         finished = time.time()
         info = load_best_model_info(self.output_dir, self.best_model.folder_name) or {}
+        healthy_best = best_dir != self.output_dir
         summary = {
             "output_dir": str(self.output_dir),
-            "best_model": str(best_dir),
+            "best_model": str(best_dir) if healthy_best else None,
+            "audio_problems": []
+            if healthy_best
+            else (self.best_model.refused[-1][1] if self.best_model.refused else []),
             "best_metric": {info.get("metric"): info.get("value")} if info else None,
             "best_step": info.get("step"),
             "global_step": trainer.state.global_step,
@@ -494,7 +507,9 @@ class VitsTrainingRun:
         lines = [
             "",
             f"Done: {trainer.state.global_step} steps.",
-            f"  best model : {best_dir}  (step {info.get('step')}, {info.get('metric')} = {info.get('value', 0):.4g})",
+            f"  best model : {best_dir}  (step {info.get('step')}, {info.get('metric')} = {info.get('value', 0):.4g})"
+            if healthy_best
+            else "  best model : none (no evaluation passed the waveform-health checks; see the warning above)",
             f"  sample     : {sample or 'not written (see the error above)'}",
             f"  loss curve : {curve}",
             f"  data report: {summary['data_report']}",

@@ -161,20 +161,29 @@ class VitsSynthesizer:
 def inference(model: torch.nn.Module, seed: int) -> Iterator[None]:
     """Eval mode, no autograd and a forked random state seeded with `seed`; each module's train flag is restored."""
     training = {module: module.training for module in model.modules()}
-    device = next(model.parameters()).device
-    # Only the model's GPU is forked: touching every visible GPU would create a CUDA context on each.
-    devices = [device] if device.type == "cuda" else []
     model.eval()
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=devices, device_type="cuda"):
-            torch.random.default_generator.manual_seed(seed)
-            if devices:
-                with torch.cuda.device(device):
-                    torch.cuda.manual_seed(seed)
+        with torch.no_grad(), fixed_random_state(next(model.parameters()).device, seed):
             yield
     finally:
         for module, flag in training.items():
             module.training = flag
+
+
+@contextlib.contextmanager
+def fixed_random_state(device: torch.device | str, seed: int) -> Iterator[None]:
+    """Run the block with torch's random state seeded with `seed` (CPU, and `device` when it is a GPU), then give
+    the caller back the random state it had: what the block draws is the same every time, and the draws after it
+    are the ones they would have been without it."""
+    device = torch.device(device)
+    # Only this GPU is forked: touching every visible GPU would create a CUDA context on each.
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type="cuda"):
+        torch.random.default_generator.manual_seed(seed)
+        if devices:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 def describe_device(device: torch.device | str) -> str:

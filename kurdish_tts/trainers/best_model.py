@@ -16,6 +16,9 @@ from accelerate.utils import extract_model_from_parallel
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from ..atomic import write_json_atomically
+from ..evaluation.catalog import METRIC_GROUPS
+from ..evaluation.metrics import set_health_problems
+from ..evaluation.waveform_health import health_problems
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +93,10 @@ class BestModelCallback(TrainerCallback):
             `args.metric_for_best_model`, else `False`.
         folder_name (`str`, *optional*, defaults to `"best_model"`):
             Folder inside `args.output_dir`.
+        require_healthy_audio (`bool`, *optional*, defaults to `True`):
+            Never keep an evaluation whose waveform-health figures fail (`audio_problems`: clipping, a DC offset, a
+            tone above 7.5 kHz, a level far from the recordings'), however good its metric; such evaluations are
+            logged with what is wrong and listed in `refused`. The mel metrics cannot see these artefacts.
 
     Attributes:
         best_value (`float` or `None`):
@@ -99,13 +106,20 @@ class BestModelCallback(TrainerCallback):
     """
 
     def __init__(
-        self, metric_name: str | None = None, greater_is_better: bool | None = None, folder_name: str = "best_model"
+        self,
+        metric_name: str | None = None,
+        greater_is_better: bool | None = None,
+        folder_name: str = "best_model",
+        require_healthy_audio: bool = True,
     ):
         if not folder_name or os.sep in folder_name or folder_name in (".", ".."):
             raise ValueError(f"folder_name must be a plain folder name, got {folder_name!r}")
         self.metric_name = metric_name
         self.greater_is_better = greater_is_better
         self.folder_name = folder_name
+        self.require_healthy_audio = require_healthy_audio
+        # (step, problems) of evaluations that improved the metric but whose audio failed a health check.
+        self.refused: list[tuple[int, list[str]]] = []
         self.best_value: float | None = None
         self.best_step: int | None = None
         self._trainer: Trainer | None = None
@@ -207,6 +221,19 @@ class BestModelCallback(TrainerCallback):
             self._start(args, state, fresh_run=False)
         value = float(metrics[name])
         improved = args.process_index == 0 and self._improves(value, greater_is_better, name, state.global_step)
+        problems = audio_problems(metrics, name.split("_", 1)[0]) if self.require_healthy_audio else []
+        if improved and problems:
+            improved = False
+            self.refused.append((state.global_step, problems))
+            logger.warning(
+                f"BestModelCallback: step {state.global_step} is not kept as the best model although {name} = "
+                f"{value:.6g} is the best so far: its audio is broken ({'; '.join(problems)})"
+            )
+        elif problems and args.process_index == 0:
+            # Said at every evaluation, so that a long run tells early that the voice it is making is broken.
+            logger.warning(
+                f"BestModelCallback: the audio at step {state.global_step} is broken ({'; '.join(problems)})"
+            )
         improved, value, pid = _from_main_process([float(improved), value, float(os.getpid())], args.device)
         if not improved:
             return
@@ -234,6 +261,14 @@ class BestModelCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         name, _ = self.resolve_metric(args)
+        if self.best_value is None and self.refused:
+            step, problems = self.refused[-1]
+            logger.warning(
+                f"BestModelCallback: no best model was saved: the audio of every evaluation that could have been the "
+                f"best was broken ({len(self.refused)} refused; the last, at step {step}: {'; '.join(problems)}). "
+                "Listen to the evaluation samples and look at the eval_health/* curves before training longer."
+            )
+            return
         if self.best_value is None:
             logger.warning(
                 f"BestModelCallback: no evaluation reported {name}, so no best model was saved; evaluate during "
@@ -335,6 +370,25 @@ class BestModelCallback(TrainerCallback):
         if key not in self._warned:
             self._warned.add(key)
             logger.warning(message)
+
+
+def audio_problems(metrics: dict[str, float], prefix: str = "eval") -> list[str]:
+    """What an evaluation's waveform-health figures say is wrong with the model's audio, in plain words.
+
+    Reads the decoded segments' figures (`<prefix>_health/clipped`, ..., which `VitsTrainer` logs at every
+    evaluation) and, when `SynthesisMetricsCallback` computed the `health` group, those of the clips synthesized from
+    text (`<prefix>_clipped`, ...). Empty when nothing is wrong or no figure was reported.
+    """
+    segment = {
+        key.removeprefix(f"{prefix}_health/"): value
+        for key, value in metrics.items()
+        if key.startswith(f"{prefix}_health/")
+    }
+    problems = [f"decoded segments: {problem}" for problem in health_problems(segment)]
+    synthesized = {key: metrics[f"{prefix}_{key}"] for key in METRIC_GROUPS["health"] if f"{prefix}_{key}" in metrics}
+    if synthesized:
+        problems += [f"speech synthesized from text: {problem}" for problem in set_health_problems(synthesized)]
+    return problems
 
 
 def load_best_model_info(output_dir: str | os.PathLike, folder_name: str = "best_model") -> dict | None:
