@@ -288,6 +288,31 @@ def _start_from_standard_normal(vits: VitsModel) -> None:
         nn.init.zeros_(projection.bias)
 
 
+def _start_decoder_like_hifigan(vits: VitsModel) -> None:
+    """Re-draw the decoder's weights as the reference HiFi-GAN/VITS generator draws them, so that it starts quiet.
+
+    transformers' `VitsPreTrainedModel._init_weights` draws every convolution of the decoder He-normal. Through the
+    upsampling stack and the residual blocks that multiplies the signal at every layer: a fresh MMS-size decoder maps
+    standard-normal latents to an RMS of about 0.9 with 40 % of the samples at the rails of its final `tanh` (tiny:
+    99 %), whose gradient there is ~0, so training starts (and, measured, stays) with a full-scale offset or tone.
+    The reference draws the upsampling and residual convolutions from N(0, 0.01) and leaves the first and last
+    convolutions at PyTorch's default, which starts at about -25 dBFS. The biases start at zero: the mel loss is
+    blind to a DC offset (its filters give the DC bin no weight), so an offset drawn at init would be left for the
+    discriminator alone to remove.
+    """
+    decoder = vits.decoder
+    for module in (*decoder.upsampler, *decoder.resblocks):
+        for conv in module.modules():
+            if isinstance(conv, (nn.Conv1d, nn.ConvTranspose1d)):
+                nn.init.normal_(conv.weight, mean=0.0, std=0.01)
+                if conv.bias is not None:
+                    nn.init.zeros_(conv.bias)
+    for conv in (decoder.conv_pre, decoder.conv_post):
+        conv.reset_parameters()
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+
+
 class VitsForTraining(nn.Module):
     """A stock `VitsModel` (the generator) and a `VitsDiscriminator`, with the VITS training forward.
 
@@ -354,6 +379,7 @@ class VitsForTraining(nn.Module):
         config = vits_config_for_size(size, vocab_size, **{**extra, **config_kwargs})
         vits = VitsModel(config)
         _start_from_standard_normal(vits)
+        _start_decoder_like_hifigan(vits)
         discriminator_config = DISCRIMINATOR_SIZES.get(size, VitsDiscriminatorConfig)()
         return cls(
             vits,
