@@ -61,15 +61,15 @@ def test_the_adversarial_term_reaches_the_decoder_through_an_unsaturated_tanh(to
     torch.manual_seed(0)
     model = VitsForTraining.from_size("tiny", tokenizer.vocab_size)
     output = model(**tiny_batch)
-    adversarial = output.adversarial_loss
-    grads = torch.autograd.grad(adversarial, [model.vits.decoder.conv_post.weight, model.vits.decoder.conv_pre.weight])
+    # The tanh's local gradient 1 - y**2 at every generated sample: near 1 means the adversarial and feature-matching
+    # terms pass through to the decoder; at the rails it is ~0 and they are lost.
+    passing = 1 - output.generated_waveform.detach().square()
+    assert passing.min() > 0.5
+    grads = torch.autograd.grad(
+        output.adversarial_loss + output.feature_matching_loss,
+        [model.vits.decoder.conv_post.weight, model.vits.decoder.conv_pre.weight],
+    )
     assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
-
-    stock_decoder_init(model)
-    output = model(**tiny_batch)
-    saturated = torch.autograd.grad(output.adversarial_loss, model.vits.decoder.conv_pre.weight)[0]
-    # Through a saturated tanh the same term moves the first decoder layer orders of magnitude less.
-    assert saturated.norm() < 0.1 * grads[1].norm()
 
 
 def test_short_training_keeps_the_discriminator_in_the_game(tokenizer, tiny_prepared, tmp_dir):

@@ -53,6 +53,8 @@ def previous_run(tmp_path_factory):
         "max_steps": 30, "learning_rate": 2e-3, "segment_frames": 8, "eval_strategy": "steps", "eval_steps": 15,
         "save_strategy": "no", "logging_steps": 10, "report_to": "none", "dataloader_num_workers": 0,
         "disable_tqdm": "true", "seed": 42,
+        # 30 steps of a tiny model make no usable audio; these tests are about the loop, not the voice.
+        "best_model_health_check": "false",
     }  # fmt: skip
     assert train_vits.main([item for key, value in flags.items() for item in (f"--{key}", str(value))]) == 0
     return root / "runs"
@@ -81,7 +83,7 @@ def train(store: FeedbackStore, runs_dir: Path, **overrides) -> int:
     values = {
         "store": store.root, "runs_dir": runs_dir, "max_steps": 8, "eval_steps": 8, "learning_rate": 2e-3,
         "segment_frames": 8, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 4, "logging_steps": 4,
-        "report_to": "none", "dataloader_num_workers": 0, "disable_tqdm": "true",
+        "report_to": "none", "dataloader_num_workers": 0, "disable_tqdm": "true", "require_healthy_audio": "false",
     }  # fmt: skip
     values.update(overrides)
     return train_feedback.main(
@@ -219,3 +221,13 @@ def test_a_promotion_never_replaces_a_model_it_was_not_compared_with(tmp_dir):
         "current", "history.json", "v0001", "v0001.json", "v0002", "v0002.json"
     ]  # fmt: skip
     assert os.readlink(versions.root / "current") == "v0001"  # relative: the store can move
+
+
+def test_a_model_whose_audio_is_broken_is_never_promoted(previous_run, tmp_dir, tokenizer, capsys):
+    """The tiny model's regression-set audio fails the waveform-health checks, so even helpful feedback that keeps
+    the regression metric in tolerance is refused, and the report says why."""
+    store = make_store(tmp_dir, tokenizer, "good")
+    assert train(store, previous_run, require_healthy_audio="true", regression_tolerance=10.0) == 0
+    report = read_report(store)
+    assert report["decision"] == "refused" and report["new_version"] is None and report["current"] == "v0001"
+    assert "audio on the regression set is broken" in report["reason"]

@@ -113,6 +113,13 @@ class RunArguments:
     synthesis_metrics_every: int = field(
         default=1, metadata={"help": "Compute the synthesis metrics at every n-th evaluation (and the last)."}
     )
+    best_model_health_check: bool = field(
+        default=True,
+        metadata={
+            "help": "Never keep an evaluation whose audio fails a waveform-health check (clipping, DC offset, a tone "
+            "above 7.5 kHz, a level far from the recordings') as the best model. Turn off only to debug."
+        },
+    )
     hub_include_discriminator: bool = field(
         default=False,
         metadata={"help": "With --push_to_hub: publish the discriminator too (for further fine-tuning)."},

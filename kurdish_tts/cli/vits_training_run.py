@@ -310,7 +310,9 @@ class VitsTrainingRun:
         self.nan_recovery = NanRecoveryCallback(
             lr_factor=self.run_args.nan_lr_factor, max_recoveries=self.run_args.nan_max_recoveries
         ).attach(trainer)
-        self.best_model = BestModelCallback().attach(trainer)
+        self.best_model = BestModelCallback(require_healthy_audio=self.run_args.best_model_health_check).attach(
+            trainer
+        )
         self.synthesis_metrics = None
         if self.run_args.synthesis_metrics:
             # After BestModelCallback.attach: it goes in front of it, so the selection sees eval_mcd and the rest.

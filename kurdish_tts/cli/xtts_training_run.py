@@ -111,7 +111,9 @@ class XttsTrainingRun(VitsTrainingRun):
         self.nan_recovery = NanRecoveryCallback(
             lr_factor=self.run_args.nan_lr_factor, max_recoveries=self.run_args.nan_max_recoveries
         ).attach(trainer)
-        self.best_model = BestModelCallback().attach(trainer)
+        self.best_model = BestModelCallback(require_healthy_audio=self.run_args.best_model_health_check).attach(
+            trainer
+        )
         self.synthesis_metrics = None
         if self.run_args.synthesis_metrics:
             self.synthesis_metrics = SynthesisMetricsCallback(

@@ -57,6 +57,9 @@ class FeedbackArguments:
         `loss/fm`, `loss/disc`.
     regression_tolerance (`float`, *optional*, defaults to `0.02`):
         Promote when the regression metric rose by at most this share of its value before (0.02 = 2 %).
+    require_healthy_audio (`bool`, *optional*, defaults to `True`):
+        Never promote a model whose decoded regression-set audio fails a waveform-health check (clipping, a DC
+        offset, a tone above 7.5 kHz, a level far from the recordings'), however good its regression metric.
 
     > Parameters that control the length
 
@@ -83,6 +86,12 @@ class FeedbackArguments:
     )
     regression_tolerance: float = field(
         default=0.02, metadata={"help": "Promote if the regression metric rose by at most this share."}
+    )
+    require_healthy_audio: bool = field(
+        default=True,
+        metadata={
+            "help": "Refuse to promote a model whose audio on the regression set fails a waveform-health check."
+        },
     )
     target_minutes: float | None = field(default=None, metadata={"help": "Wall-clock budget; sets max_steps."})
     budget_probe_steps: int = field(default=20, metadata={"help": "Steps timed to plan the budget."})

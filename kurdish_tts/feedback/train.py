@@ -39,6 +39,7 @@ from ..cli.train_vits import RunArguments, UsageError, VitsModelArguments
 from ..cli.vits_training_run import SPLIT_NAME, VitsTrainingRun
 from ..data.arguments import DataArguments
 from ..data.preprocess import prepare_dataset
+from ..evaluation.waveform_health import health_problems
 from ..models.vits import VitsForTraining
 from ..offline import go_offline_if_hub_unreachable
 from ..trainers import VitsTrainer
@@ -236,7 +237,7 @@ class FeedbackTraining:
             results[name] = {
                 key.removeprefix("eval_"): float(value)
                 for key, value in metrics.items()
-                if key.startswith("eval_loss/")
+                if key.startswith(("eval_loss/", "eval_health/"))
             }
         return results
 
@@ -270,6 +271,17 @@ class FeedbackTraining:
         old, new = before["regression"][metric], after["regression"][metric]
         if not math.isfinite(new):
             return Decision(False, f"the regression {metric} of the new model is {new}")
+        if self.feedback_args.require_healthy_audio:
+            # The regression metric is a mel loss, which cannot hear a tone or an offset.
+            problems = health_problems(
+                {key.removeprefix("health/"): value for key, value in after["regression"].items()}
+            )
+            if problems:
+                return Decision(
+                    False,
+                    f"the new model's audio on the regression set is broken ({'; '.join(problems)}), so "
+                    f"{self.current_at_start} stays the current model",
+                )
         change = (new - old) / abs(old) if old else 0.0
         summary = f"regression {metric} {old:.4g} -> {new:.4g} ({change:+.1%})"
         # Relative to the magnitude, so that the rule also holds for losses that can be negative (the duration NLL).

@@ -325,6 +325,17 @@ def _evaluation_section(run: RunFiles) -> str:
             "",
             "| metric | value |\n| --- | --- |\n" + rows,
         ]
+        if any("health" in key or key.removeprefix("eval_") in METRIC_GROUPS["health"] for key in metrics):
+            # Imported here: the card is read without torch otherwise.
+            from ..trainers.best_model import audio_problems
+
+            problems = audio_problems(metrics)
+            parts += [
+                "",
+                "**Waveform health** (clipping, DC offset, power above 7.5 kHz and below 50 Hz, level against the "
+                "recordings; the mel metrics cannot see these): "
+                + ("no problem found." if not problems else "BROKEN: " + "; ".join(problems) + "."),
+            ]
     if not parts:
         return ""
     return "## Evaluation\n\n" + "\n".join(parts).strip()
