@@ -1,12 +1,14 @@
-"""Synthesize a run's held-out sentences with its best model, next to the recordings, and score each pair by MCD.
+"""Synthesize a run's held-out sentences with its best model, next to the recordings; score each pair by waveform
+health, full-band distance and MCD.
 
     python benchmarks/synthesize_held_out.py RUN_DIR CORPUS OUT_DIR [--count 4] [--device cuda]
     python benchmarks/synthesize_held_out.py --plots_only OUT_DIR   # redraw the PNGs from the WAVs there
 
 RUN_DIR is a `train_vits.py` output folder (its `best_model` and `data_split.json`); CORPUS the LJSpeech-style folder it
 trained on. Writes `<id>.synthesized.wav`, `<id>.recorded.wav`, `<id>.png` (the two log-mel spectrograms on one time
-axis) and `held_out.md` (text, MCD, durations) to OUT_DIR: the files a person listens to and looks at when judging
-whether the model speaks.
+axis), `<id>.full_band.png` (the two linear spectrograms from 0 Hz to Nyquist, where an offset or a tone shows) and
+`held_out.md` (text, waveform health, full-band distance, MCD, durations) to OUT_DIR: the files a person listens to and
+looks at when judging whether the model speaks. `--model_dir` scores another model folder on RUN_DIR's held-out ids.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from matplotlib.figure import Figure
 from kurdish_tts.audio.features import MelConfig, mel_spectrogram
 from kurdish_tts.audio.io import load_audio, write_audio
 from kurdish_tts.evaluation.mcd import mel_cepstral_distortion
-from kurdish_tts.evaluation.plots import save_figure
+from kurdish_tts.evaluation.plots import full_band_spectrogram_figure, save_figure
 from kurdish_tts.evaluation.synthesis import VitsSynthesizer
+from kurdish_tts.evaluation.waveform_health import waveform_health
 
 
 def plot_pair(recorded: np.ndarray, synthesized: np.ndarray, sampling_rate: int, title: str, path: Path) -> Path:
@@ -54,7 +57,13 @@ def plot_folder(out_dir: Path) -> list[Path]:
         recorded = load_audio(recorded_path, rate).waveform
         synthesized = load_audio(out_dir / f"{sample_id}.synthesized.wav", rate).waveform
         written.append(plot_pair(recorded, synthesized, rate, sample_id, out_dir / f"{sample_id}.png"))
+        written.append(plot_full_band(recorded, synthesized, rate, sample_id, out_dir))
     return written
+
+
+def plot_full_band(recorded: np.ndarray, synthesized: np.ndarray, rate: int, title: str, out_dir: Path) -> Path:
+    figure = full_band_spectrogram_figure([("recorded", recorded), ("synthesized", synthesized)], rate, title)
+    return save_figure(figure, out_dir / f"{title.split(':')[0]}.full_band.png")
 
 
 def main(argv=None) -> None:
@@ -65,6 +74,7 @@ def main(argv=None) -> None:
     parser.add_argument("out_dir", type=Path, nargs="?")
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model_dir", type=Path, default=None, help="Model folder (default: RUN_DIR/best_model).")
     args = parser.parse_args(argv)
     if args.plots_only is not None:
         written = plot_folder(args.plots_only)
@@ -78,22 +88,29 @@ def main(argv=None) -> None:
     eval_ids = sorted(json.loads((args.run_dir / "data_split.json").read_text())["eval_ids"])[: args.count]
     with open(args.corpus / "metadata.csv", encoding="utf-8", newline="") as handle:
         texts = {row[0]: row[1] for row in csv.reader(handle, delimiter="|")}
-    synthesizer = VitsSynthesizer.from_pretrained(args.run_dir / "best_model", device=args.device)
+    synthesizer = VitsSynthesizer.from_pretrained(args.model_dir or args.run_dir / "best_model", device=args.device)
     rate = synthesizer.sampling_rate
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["| id | text | MCD (dB) | recorded s | synthesized s |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| id | text | clipped | mean | power > 7.5 kHz | level vs recording (dB) | full-band distance (dB) | "
+        "MCD (dB) | recorded s | synthesized s | problems |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for sample_id in eval_ids:
         recorded = load_audio(next(args.corpus.glob(f"wavs/{sample_id}.*")), rate).waveform
         result = synthesizer.synthesize(texts[sample_id])
         write_audio(args.out_dir / f"{sample_id}.synthesized.wav", result.waveform, rate)
         write_audio(args.out_dir / f"{sample_id}.recorded.wav", recorded, rate)
         mcd = mel_cepstral_distortion(recorded, result.waveform, sampling_rate=rate).mcd
-        plot_pair(
-            recorded, result.waveform, rate, f"{sample_id}: {texts[sample_id]}", args.out_dir / f"{sample_id}.png"
-        )
+        health = waveform_health(result.waveform, rate, recorded)
+        title = f"{sample_id}: {texts[sample_id]}"
+        plot_pair(recorded, result.waveform, rate, title, args.out_dir / f"{sample_id}.png")
+        plot_full_band(recorded, result.waveform, rate, title, args.out_dir)
         lines.append(
-            f"| {sample_id} | {texts[sample_id]} | {mcd:.2f} | {len(recorded) / rate:.2f} | "
-            f"{len(result.waveform) / rate:.2f} |"
+            f"| {sample_id} | {texts[sample_id]} | {100 * health.clipped:.2f} % | {health.dc_offset:+.4f} | "
+            f"{100 * health.high_band:.2f} % | {health.level_vs_reference_db:+.1f} | {health.spectral_distance:.1f} | "
+            f"{mcd:.2f} | {len(recorded) / rate:.2f} | {len(result.waveform) / rate:.2f} | "
+            f"{'; '.join(health.problems()) or 'none'} |"
         )
     (args.out_dir / "held_out.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
