@@ -277,3 +277,46 @@ class TestConvertDiscriminator:
         torch.save({"model": {"a": torch.zeros(1)}, "extra": OriginalLayout([], [], [])}, path)
         with pytest.raises(OSError, match="not a readable PyTorch checkpoint of tensors"):
             read_original_checkpoint(path)
+
+
+class TestConvertDiscriminatorCommand:
+    @pytest.fixture
+    def tiny_config_file(self, tmp_dir):
+        path = tmp_dir / "tiny_config.json"
+        VitsDiscriminatorConfig.tiny().to_json_file(path)
+        return path
+
+    def test_writes_the_discriminator_into_the_folder(self, tiny_checkpoint, tiny_config_file, tmp_dir, capsys):
+        from kurdish_tts.cli import main
+
+        original, path = tiny_checkpoint
+        destination = tmp_dir / "models" / "mms-copy"
+        assert main(["convert-discriminator", str(path), str(destination), "--config", str(tiny_config_file)]) == 0
+        assert (
+            f"Wrote {destination / 'discriminator.safetensors'} and discriminator_config.json"
+            in capsys.readouterr().out
+        )
+        _assert_same_outputs(original, load_discriminator(destination), num_samples=600)
+
+    def test_missing_source_is_a_usage_error(self, tmp_dir, capsys):
+        from kurdish_tts.cli.convert_discriminator import main
+
+        assert main([str(tmp_dir / "D_100000.pth"), str(tmp_dir / "out")]) == 2
+        assert "D_100000.pth: no such file" in capsys.readouterr().err
+
+    def test_destination_must_be_a_folder(self, tiny_checkpoint, tmp_dir, capsys):
+        from kurdish_tts.cli.convert_discriminator import main
+
+        _, path = tiny_checkpoint
+        (tmp_dir / "file").write_text("x")
+        assert main([str(path), str(tmp_dir / "file")]) == 2
+        assert "is a file; DST is the folder" in capsys.readouterr().err
+
+    def test_unconvertible_file_fails_with_the_reason(self, tiny_checkpoint, tmp_dir, capsys):
+        from kurdish_tts.cli.convert_discriminator import main
+
+        _, path = tiny_checkpoint
+        # The tiny weights against the default (VITS/MMS) layout.
+        assert main([str(path), str(tmp_dir / "out")]) == 1
+        assert "does not fit the discriminator layout" in capsys.readouterr().err
+        assert not (tmp_dir / "out" / "discriminator.safetensors").exists()
