@@ -2,8 +2,8 @@
 
 MMS publishes its TTS models for inference, so `facebook/mms-tts-<language>` holds only the generator. The
 discriminators trained with them are in the `facebook/mms-tts` repository as original VITS checkpoints,
-`full_models/<language>/D_100000.pth` (CC BY-NC 4.0, like the models). Fine-tuning against that discriminator rather
-than a random one gives the pretrained generator useful adversarial gradients from the first step.
+`full_models/<language>/D_100000.pth` (CC BY-NC 4.0, like the models). Fine-tuning against that discriminator, the
+one the generator was trained with, spares the pretrained generator the adversarial gradients of a random one.
 [`resolve_discriminator_source`] decides which discriminator a run uses, and downloads it when it comes from the Hub;
 [`DiscriminatorSource.load`] builds it.
 """
