@@ -212,6 +212,7 @@ def test_demo_run_end_to_end(demo_cache, tmp_dir, capsys):
     summary = json.loads((output / "run_summary.json").read_text())
     best = output / "best_model"
     assert summary["best_model"] == str(best) and str(best) in printed
+    assert summary["discriminator"] == "a fresh discriminator, as the generator starts from random weights"
     assert (output / "sample.wav").stat().st_size > 1000 and (output / "loss_curve.png").is_file()
     assert (output / "plan.md").is_file() and (output / "data_report" / "report.md").is_file()
     # The budget covers the whole job (data, model, probe, training, final evaluation and save).
@@ -282,5 +283,7 @@ def test_sigkill_then_resume_reaches_the_planned_end(demo_cache, tmp_dir):
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     # The resumed run's history goes on from the checkpoint it started from, with no step twice.
     assert steps == sorted(set(steps)) and steps[-1] == 12
-    assert json.loads((output / "run_summary.json").read_text())["global_step"] == 12
+    summary = json.loads((output / "run_summary.json").read_text())
+    assert summary["global_step"] == 12
+    assert summary["discriminator"] == f"the one in {output / 'checkpoint-8'}, the checkpoint training resumes from"
     assert (output / "best_model" / "model.safetensors").is_file()

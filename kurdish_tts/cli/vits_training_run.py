@@ -101,6 +101,9 @@ class VitsTrainingRun:
     """One invocation of `train_vits.py`. Arguments are the script's four dataclasses; `started` is `time.time()` when
     the job began, so the time budget covers data preparation and model loading too."""
 
+    # `XttsTrainingRun` reuses these steps for a model without a discriminator (nor `--discriminator`).
+    trains_discriminator = True
+
     def __init__(self, model_args, data_args, run_args, training_args, *, started: float | None = None):
         check_launch(training_args)
         self.model_args = model_args
@@ -426,18 +429,19 @@ class VitsTrainingRun:
         names = [self.data_args.data, self.data_args.tokenizer]
         if self.model_args.model_size is None:
             names.append(self.model_args.model_name_or_path)
-        hub_discriminator = self.model_args.discriminator.startswith(HUB_PREFIX)
+        hub_discriminator = self.trains_discriminator and self.model_args.discriminator.startswith(HUB_PREFIX)
         return hub_discriminator or any(name not in local and not Path(name).exists() for name in names)
 
     def execute(self) -> int:
         checkpoint = self.resume_checkpoint = self.checkpoint_to_resume()
         if self.needs_hub():
             go_offline_if_hub_unreachable()
-        # What may have to come from the Hub, before the data work, which can take long: the base model's config
-        # first (its errors say more), then the discriminator (cached for `build_model`; one download per machine).
-        self.mel_config()
-        with self.args.main_process_first(desc="fetching the discriminator"):
-            _ = self.discriminator_source
+        if self.trains_discriminator:
+            # What may have to come from the Hub, before the data work, which can take long: the base model's config
+            # first (its errors say more), then the discriminator (cached for `build_model`; one download a machine).
+            self.mel_config()
+            with self.args.main_process_first(desc="fetching the discriminator"):
+                _ = self.discriminator_source
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -525,7 +529,6 @@ class VitsTrainingRun:
             "job_seconds": finished - self.started,
             "hardware": _hardware(self.args),
             "sample_text": self.run_args.sample_text,
-            "discriminator": self.discriminator_source.description,
             "synthesis_metrics": {
                 "metrics": self.run_args.synthesis_metrics,
                 "samples": self.run_args.synthesis_metrics_samples,
@@ -534,6 +537,8 @@ class VitsTrainingRun:
             # What the run was trained on: `train_feedback.py train` replays this data and re-selects these voices.
             "arguments": {"model": dataclasses.asdict(self.model_args), "data": dataclasses.asdict(self.data_args)},
         }
+        if self.trains_discriminator:
+            summary["discriminator"] = self.discriminator_source.description
         lines = [
             "",
             f"Done: {trainer.state.global_step} steps.",
