@@ -87,6 +87,7 @@ def test_healthy_setup_passes(corpus, cache_dir, tmp_dir, capsys):
     assert measured["gpu_busy_share"] is None and "batch_suggestion" not in measured
     assert measured["dataloader_workers"]["current"] == 0
     assert "needs a CUDA GPU" in checks["throughput: batch size"]["evidence"]
+    assert report["context"]["discriminator"].startswith("a fresh discriminator")
     # The probes wrote into scratch folders they removed; what stays is what `train` writes before training too.
     assert sorted(path.name for path in output.iterdir()) == ["data_report", "data_split.json", "doctor_report.json"]
 
@@ -123,6 +124,17 @@ def test_nan_learning_rate_fails(corpus, cache_dir, tmp_dir):
     assert checks["consistency: cache fingerprint"]["status"] == "OK"
 
 
+def test_pretrained_discriminator_is_judged_as_such(corpus, cache_dir, tmp_dir):
+    from kurdish_tts.models.vits import VitsDiscriminator, VitsDiscriminatorConfig, save_discriminator
+
+    save_discriminator(VitsDiscriminator(VitsDiscriminatorConfig.tiny()), tmp_dir / "discriminator")
+    argv = flags(corpus, cache_dir, tmp_dir / "run", discriminator=tmp_dir / "discriminator")
+    assert doctor.main([*argv, "--skip_training_probe", "--skip_throughput_probe"]) == 0
+    report = json.loads((tmp_dir / "run" / "doctor_report.json").read_text())
+    assert report["context"]["discriminator"] == str(tmp_dir / "discriminator" / "discriminator.safetensors")
+    assert "discriminator is pretrained" in _checks(report)["recipe: discriminator learning rate"]["evidence"]
+
+
 def test_takes_the_training_arguments(tmp_dir):
     doctor_args, (model_args, data_args, run_args, training_args) = doctor.parse(
         ["--recipe", "demo", "--skip_throughput_probe", "--learning_rate", "1e-5", "--output_dir", str(tmp_dir)]
@@ -140,6 +152,8 @@ def test_takes_the_training_arguments(tmp_dir):
         (["--recipe", "demo", "--training_probe_steps", "1"], "--training_probe_steps must be at least 2"),
         (["--recipe", "demo", "--memory_headroom", "1.5"], "--memory_headroom must be in [0, 1)"),
         (["--data", "no/such/corpus", "--model_size", "tiny"], "no/such/corpus"),
+        (["--recipe", "demo", "--discriminator", "no/such/D_1.pth"], "--discriminator no/such/D_1.pth: no such file"),
+        (["--recipe", "demo", "--discriminator", "hf://me/x/D_1.pth"], "cannot be reached (offline mode"),
     ],
 )
 def test_bad_arguments_exit_2(argv, message, tmp_dir, capsys):

@@ -8,9 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+import huggingface_hub
 import pytest
+import torch
 
 from kurdish_tts.cli import train_vits
+from kurdish_tts.models.vits import VitsDiscriminator, VitsDiscriminatorConfig, VitsForTraining, save_discriminator
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_vits.py"
@@ -111,6 +114,93 @@ class TestBadArguments:
         assert data_args.tokenizer == "runs/x/best_model"
 
 
+class TestDiscriminatorOption:
+    """`--discriminator` as the run uses it; where each source leads is tested in test_discriminator_source.py."""
+
+    @staticmethod
+    def run_for(argv):
+        from kurdish_tts.cli.vits_training_run import VitsTrainingRun
+
+        return VitsTrainingRun(*train_vits.parse(argv))
+
+    @staticmethod
+    def same_weights(first, second) -> bool:
+        return all(torch.equal(t, second.state_dict()[n]) for n, t in first.state_dict().items())
+
+    def test_default_is_auto(self, tmp_dir):
+        model_args, *_ = train_vits.parse(["--data", "demo", "--output_dir", str(tmp_dir)])
+        assert model_args.discriminator == "auto"
+
+    def test_missing_path_stops_before_anything_runs(self, capsys, tmp_dir):
+        argv = ["--recipe", "demo", "--discriminator", str(tmp_dir / "D_1.pth"), "--output_dir", str(tmp_dir / "o")]
+        assert train_vits.main(argv) == 2
+        assert f"--discriminator {tmp_dir / 'D_1.pth'}: no such file or folder; pass auto, none" in (
+            capsys.readouterr().err
+        )
+        assert not (tmp_dir / "o").exists()
+
+    def test_random_init_with_a_saved_discriminator(self, tokenizer, tmp_dir):
+        saved = VitsDiscriminator(VitsDiscriminatorConfig.tiny())
+        save_discriminator(saved, tmp_dir / "disc")
+        run = self.run_for(
+            ["--recipe", "demo", "--discriminator", str(tmp_dir / "disc"), "--output_dir", str(tmp_dir)]
+        )
+        assert self.same_weights(run.build_model(tokenizer, None).discriminator, saved)
+
+    def test_base_model_own_discriminator_or_none(self, tokenizer, tmp_dir):
+        base = VitsForTraining.from_size("tiny", tokenizer.vocab_size)
+        base.save_pretrained(tmp_dir / "base", tokenizer=tokenizer)
+        argv = ["--data", "demo", "--model_name_or_path", str(tmp_dir / "base"), "--output_dir", str(tmp_dir / "o")]
+        own = self.run_for(argv).build_model(tokenizer, None).discriminator
+        assert self.same_weights(own, base.discriminator)
+        fresh = self.run_for([*argv, "--discriminator", "none"]).build_model(tokenizer, None).discriminator
+        assert not self.same_weights(fresh, base.discriminator)
+        assert fresh.config.to_diff_dict() == VitsDiscriminatorConfig().to_diff_dict()
+
+    def test_mms_base_model_gets_the_mms_discriminator(self, tmp_dir, monkeypatch):
+        requests = []
+
+        def download(repo_id, filename, **kwargs):
+            requests.append((repo_id, filename))
+            return str(tmp_dir / "D_100000.pth")
+
+        (tmp_dir / "D_100000.pth").write_bytes(b"")
+        monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+        source = self.run_for(["--data", "demo", "--output_dir", str(tmp_dir / "o")]).discriminator_source
+        assert requests == [("facebook/mms-tts", "full_models/kmr-script_latin/D_100000.pth")]
+        assert (
+            source.kind == "original" and "MMS's pretrained discriminator for kmr-script_latin" in source.description
+        )
+
+    def test_mms_base_model_offline_is_a_usage_error(self, tmp_dir):
+        run = self.run_for(["--data", "demo", "--output_dir", str(tmp_dir / "o")])
+        with pytest.raises(train_vits.UsageError, match="--discriminator PATH"):
+            _ = run.discriminator_source
+
+    def test_offline_hub_discriminator_stops_before_the_data_work(self, capsys, tmp_dir):
+        argv = ["--recipe", "demo", "--discriminator", "hf://me/x/D_1.pth", "--output_dir", str(tmp_dir / "o")]
+        argv += ["--cache_dir", str(tmp_dir / "cache")]
+        assert train_vits.main(argv) == 2
+        error = capsys.readouterr().err
+        assert "hf://me/x/D_1.pth is not on this machine" in error and "--discriminator none" in error
+        assert not (tmp_dir / "cache").exists() and not (tmp_dir / "o" / "data_report").exists()
+
+    def test_a_hub_discriminator_needs_the_hub(self, tmp_dir):
+        argv = ["--recipe", "demo", "--output_dir", str(tmp_dir)]
+        assert not self.run_for(argv).needs_hub()
+        assert self.run_for([*argv, "--discriminator", "hf://me/x/D_1.pth"]).needs_hub()
+
+    def test_resuming_starts_from_the_checkpoint(self, tmp_dir):
+        save_discriminator(VitsDiscriminator(VitsDiscriminatorConfig.tiny()), tmp_dir / "run" / "checkpoint-2")
+        # A Hub source would fail offline; the checkpoint's discriminator is what resuming restores anyway.
+        run = self.run_for(
+            ["--recipe", "demo", "--discriminator", "hf://me/x/D_1.pth", "--output_dir", str(tmp_dir / "run")]
+        )
+        run.resume_checkpoint = str(tmp_dir / "run" / "checkpoint-2")
+        assert run.discriminator_source.kind == "saved"
+        assert run.discriminator_source.path == tmp_dir / "run" / "checkpoint-2"
+
+
 def test_demo_run_end_to_end(demo_cache, tmp_dir, capsys):
     """The README's main command, with a 25 s budget instead of 3 minutes."""
     output = tmp_dir / "demo"
@@ -124,6 +214,7 @@ def test_demo_run_end_to_end(demo_cache, tmp_dir, capsys):
     summary = json.loads((output / "run_summary.json").read_text())
     best = output / "best_model"
     assert summary["best_model"] == str(best) and str(best) in printed
+    assert summary["discriminator"] == "a fresh discriminator, as the generator starts from random weights"
     assert (output / "sample.wav").stat().st_size > 1000 and (output / "loss_curve.png").is_file()
     assert (output / "plan.md").is_file() and (output / "data_report" / "report.md").is_file()
     # The budget covers the whole job (data, model, probe, training, final evaluation and save).
@@ -194,5 +285,7 @@ def test_sigkill_then_resume_reaches_the_planned_end(demo_cache, tmp_dir):
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     # The resumed run's history goes on from the checkpoint it started from, with no step twice.
     assert steps == sorted(set(steps)) and steps[-1] == 12
-    assert json.loads((output / "run_summary.json").read_text())["global_step"] == 12
+    summary = json.loads((output / "run_summary.json").read_text())
+    assert summary["global_step"] == 12
+    assert summary["discriminator"] == f"the one in {output / 'checkpoint-8'}, the checkpoint training resumes from"
     assert (output / "best_model" / "model.safetensors").is_file()

@@ -12,6 +12,7 @@ COMMANDS = {
     "prepare": "prepare_data",
     "validate": "validate_data",
     "make-demo-corpus": "make_demo_corpus",
+    "convert-discriminator": "convert_discriminator",
     "train": "train_vits",
     "train-xtts": "train_xtts",
     "evaluate": "evaluate",

@@ -40,8 +40,13 @@ class VitsModelArguments:
     Which model to start from, and which voices to train.
 
     model_name_or_path (`str`, *optional*, defaults to `"facebook/mms-tts-kmr-script_latin"`):
-        A VitsModel on the Hub or in a local folder (e.g. an earlier run's `best_model`); its `discriminator.safetensors`
-        is loaded when present.
+        A VitsModel on the Hub or in a local folder (e.g. an earlier run's `best_model`).
+    discriminator (`str`, *optional*, defaults to `"auto"`):
+        Where the discriminator starts from (`kurdish_tts.models.vits.discriminator_source`). `auto`: the model
+        folder's own `discriminator.safetensors`; for an MMS model id (`facebook/mms-tts-<language>`), MMS's pretrained
+        discriminator, downloaded from `facebook/mms-tts` (`full_models/<language>/D_100000.pth`, CC BY-NC 4.0); else a
+        fresh one. `none`: a fresh one. A path: a folder holding `discriminator.safetensors`, or an original VITS
+        checkpoint (`D_*.pth`). `hf://OWNER/REPO/PATH`: such a file on the Hub.
     model_size (`str`, *optional*):
         `tiny`, `small` or `mms`: start from random weights of that size instead (offline; with `--tokenizer kurmanji`).
     duration_predictor (`str`, *optional*):
@@ -58,6 +63,14 @@ class VitsModelArguments:
 
     model_name_or_path: str = field(
         default=DEFAULT_BASE_MODEL, metadata={"help": "Base model: a Hub id or a local VitsModel folder."}
+    )
+    discriminator: str = field(
+        default="auto",
+        metadata={
+            "help": "Where the discriminator starts from: auto (the model folder's own, or MMS's pretrained one for "
+            "facebook/mms-tts-* ids, else fresh), none (fresh), a folder with discriminator.safetensors or an "
+            "original D_*.pth, or hf://OWNER/REPO/PATH."
+        },
     )
     model_size: str | None = field(
         default=None,
@@ -200,6 +213,7 @@ def _check(model_args: VitsModelArguments, data_args: DataArguments, run_args: R
             check_repo_id(repo_id)
         except HubUsageError as error:
             raise UsageError(f"--hub_model_id: {error}") from None
+    _check_discriminator(model_args.discriminator)
     if model_args.model_size is None and model_args.duration_predictor is not None:
         raise UsageError(
             f"--duration_predictor goes with a random init (--model_size tiny|small|mms); the base model "
@@ -210,6 +224,16 @@ def _check(model_args: VitsModelArguments, data_args: DataArguments, run_args: R
             f"--tokenizer {KURMANJI_TOKENIZER_NAME} goes with a random init (--model_size tiny|small|mms); "
             f"a pretrained model ({model_args.model_name_or_path}) must use its own tokenizer, which is the default"
         )
+
+
+def _check_discriminator(discriminator: str) -> None:
+    # Only what needs no download: a Hub file or MMS's discriminator is fetched when the model is built.
+    if discriminator in {"auto", "none"} or discriminator.startswith("hf://") or Path(discriminator).exists():
+        return
+    raise UsageError(
+        f"--discriminator {discriminator}: no such file or folder; pass auto, none, a folder holding "
+        "discriminator.safetensors, an original VITS checkpoint (D_*.pth), or hf://OWNER/REPO/PATH"
+    )
 
 
 def _check_synthesis_metrics(run_args: RunArguments, training_args) -> None:

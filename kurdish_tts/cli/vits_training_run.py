@@ -37,6 +37,13 @@ from ..data.validate import ValidationConfig, validate_statistics
 from ..evaluation.plots import loss_curve_figure, save_figure
 from ..hub import HubPushError, RunFilesError, push_to_hub, take_hub_push
 from ..models.vits import VitsForTraining
+from ..models.vits.discriminator_source import (
+    HUB_PREFIX,
+    DiscriminatorSource,
+    DiscriminatorSourceError,
+    resolve_discriminator_source,
+)
+from ..models.vits.modeling_discriminator import DISCRIMINATOR_WEIGHTS_NAME
 from ..models.vits.modeling_vits_training import (
     SPEAKERS_NAME,
     mel_config_for_size,
@@ -94,6 +101,9 @@ class VitsTrainingRun:
     """One invocation of `train_vits.py`. Arguments are the script's four dataclasses; `started` is `time.time()` when
     the job began, so the time budget covers data preparation and model loading too."""
 
+    # `XttsTrainingRun` reuses these steps for a model without a discriminator (nor `--discriminator`).
+    trains_discriminator = True
+
     def __init__(self, model_args, data_args, run_args, training_args, *, started: float | None = None):
         check_launch(training_args)
         self.model_args = model_args
@@ -105,6 +115,8 @@ class VitsTrainingRun:
         self.is_main = training_args.process_index == 0
         self.plan = None
         self.report_paths = {}
+        # Set by `execute` when it resumes; the checkpoint's discriminator then replaces any other.
+        self.resume_checkpoint: str | None = None
         # Published once, at the end (the best model with its card), not by the Trainer at every save.
         self.hub_push = take_hub_push(training_args, include_discriminator=run_args.hub_include_discriminator)
 
@@ -112,6 +124,23 @@ class VitsTrainingRun:
     def tokenizer(self):
         """The tokenizer of the model to train, loaded once (the cache key, the model size and the trainer need it)."""
         return self.data_args.load_tokenizer()
+
+    @functools.cached_property
+    def discriminator_source(self) -> DiscriminatorSource:
+        """Where the discriminator starts from (`--discriminator`), decided once: a Hub file is downloaded here."""
+        if (
+            self.resume_checkpoint is not None
+            and (Path(self.resume_checkpoint) / DISCRIMINATOR_WEIGHTS_NAME).is_file()
+        ):
+            # Resuming restores the checkpoint's discriminator anyway; starting from it needs no download.
+            description = f"the one in {self.resume_checkpoint}, the checkpoint training resumes from"
+            return DiscriminatorSource("saved", Path(self.resume_checkpoint), description)
+        model_args = self.model_args
+        base_model = None if model_args.model_size is not None else model_args.model_name_or_path
+        try:
+            return resolve_discriminator_source(model_args.discriminator, base_model)
+        except DiscriminatorSourceError as error:
+            raise UsageError(str(error)) from error
 
     def say(self, message: str) -> None:
         if self.is_main:
@@ -264,6 +293,7 @@ class VitsTrainingRun:
     def build_model(self, tokenizer, speaker_to_id: dict[str, int] | None) -> VitsForTraining:
         model_args = self.model_args
         num_speakers = 1 if speaker_to_id is None else max(speaker_to_id.values()) + 1
+        source = self.discriminator_source
         if model_args.model_size is not None:
             model = VitsForTraining.from_size(
                 model_args.model_size,
@@ -271,9 +301,12 @@ class VitsTrainingRun:
                 num_speakers=num_speakers,
                 use_stochastic_duration_prediction=model_args.duration_predictor != "deterministic",
             )
+            if not source.is_fresh:
+                model.discriminator = self._load_discriminator(source)
         else:
+            discriminator = self._load_discriminator(source)
             try:
-                model = VitsForTraining.from_pretrained(model_args.model_name_or_path)
+                model = VitsForTraining.from_pretrained(model_args.model_name_or_path, discriminator=discriminator)
             except OSError as error:
                 raise UsageError(offline_message(model_args.model_name_or_path, error)) from error
             if model.config.vocab_size != tokenizer.vocab_size:
@@ -293,6 +326,12 @@ class VitsTrainingRun:
         if speaker_to_id is not None:
             model.speaker_to_id = speaker_to_id
         return model
+
+    def _load_discriminator(self, source: DiscriminatorSource):
+        try:
+            return source.load()
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--discriminator {self.model_args.discriminator}: {error}") from error
 
     # 6. Trainer
     def build_trainer(self, model, tokenizer, train, evaluation, speaker_to_id):
@@ -392,12 +431,19 @@ class VitsTrainingRun:
         names = [self.data_args.data, self.data_args.tokenizer]
         if self.model_args.model_size is None:
             names.append(self.model_args.model_name_or_path)
-        return any(name not in local and not Path(name).exists() for name in names)
+        hub_discriminator = self.trains_discriminator and self.model_args.discriminator.startswith(HUB_PREFIX)
+        return hub_discriminator or any(name not in local and not Path(name).exists() for name in names)
 
     def execute(self) -> int:
-        checkpoint = self.checkpoint_to_resume()
+        checkpoint = self.resume_checkpoint = self.checkpoint_to_resume()
         if self.needs_hub():
             go_offline_if_hub_unreachable()
+        if self.trains_discriminator:
+            # What may have to come from the Hub, before the data work, which can take long: the base model's config
+            # first (its errors say more), then the discriminator (cached for `build_model`; one download a machine).
+            self.mel_config()
+            with self.args.main_process_first(desc="fetching the discriminator"):
+                _ = self.discriminator_source
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -506,6 +552,8 @@ class VitsTrainingRun:
             # What the run was trained on: `train_feedback.py train` replays this data and re-selects these voices.
             "arguments": {"model": dataclasses.asdict(self.model_args), "data": dataclasses.asdict(self.data_args)},
         }
+        if self.trains_discriminator:
+            summary["discriminator"] = self.discriminator_source.description
         lines = [
             "",
             f"Done: {trainer.state.global_step} steps.",

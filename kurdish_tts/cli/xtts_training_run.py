@@ -34,6 +34,8 @@ class XttsTrainingRun(VitsTrainingRun):
     """One invocation of `train_xtts.py`. Arguments are the script's four dataclasses (`XttsModelArguments`,
     `DataArguments`, `RunArguments`, `XttsTrainingArguments`); `started` is `time.time()` when the job began."""
 
+    trains_discriminator = False
+
     @functools.cached_property
     def model_config(self) -> XttsConfig:
         """The architecture to train: a named size for the tokenizer, or the saved model's config."""

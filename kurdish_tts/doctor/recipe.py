@@ -1,10 +1,10 @@
 """Is the recipe in the range that trains VITS stably? Learning rates, warm-up, clipping, loss weights, precision.
 
 The ranges differ between fine-tuning a pretrained generator (the MMS checkpoints) and training from random weights,
-and a discriminator that starts from random weights (MMS ships none) changes what is safe early in the run. They are
-what the VITS paper and its fine-tuning practice use, not hard limits: `WARN` outside them, `FAIL` only where a
-setting wastes the run (a learning rate an order of magnitude above the stable range, a loss term switched off that
-inference needs, weights stored in half precision).
+and a discriminator that starts from random weights (`--discriminator none`, or no pretrained one for the base model)
+changes what is safe early in the run. They are what the VITS paper and its fine-tuning practice use, not hard limits:
+`WARN` outside them, `FAIL` only where a setting wastes the run (a learning rate an order of magnitude above the
+stable range, a loss term switched off that inference needs, weights stored in half precision).
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def check_recipe(
     Args:
         args (`VitsTrainingArguments`): The run's training arguments.
         fine_tuning (`bool`): The generator starts from a pretrained model (not `--model_size`).
-        fresh_discriminator (`bool`): The discriminator starts from random weights (every Hub MMS checkpoint).
+        fresh_discriminator (`bool`): The discriminator starts from random weights (`--discriminator none`, a random
+            init, or a base model with no pretrained discriminator: see `discriminator_source.py`).
         parameter_dtypes (`set[torch.dtype]`, *optional*): The dtypes of the model's weights, when it is built.
 
     Returns:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from transformers.trainer_utils import IntervalStrategy
 
-from ..models.vits.modeling_discriminator import DISCRIMINATOR_WEIGHTS_NAME
 from ..models.vits.speakers import speaker_conditioning_keys
 from ..trainers import AudioSampleCallback, BestModelCallback
 from ..trainers.synthesis_metrics import SynthesisMetricsCallback
@@ -101,12 +100,14 @@ def run_doctor(
 
     say("doctor: checking the environment and the recipe")
     report.add(check_environment(training_args, facts, model_size=model_args.model_size))
-    report.add(
-        check_recipe(training_args, fine_tuning=fine_tuning, fresh_discriminator=_fresh_discriminator(model_args))
-    )
+    run = VitsTrainingRun(model_args, data_args, run_args, training_args)
+    # The recipe's stable ranges depend on whether the discriminator is pretrained, which `--discriminator` decides
+    # (downloading MMS's here rather than when the model is built).
+    discriminator = run.discriminator_source
+    report.context["discriminator"] = discriminator.description
+    report.add(check_recipe(training_args, fine_tuning=fine_tuning, fresh_discriminator=discriminator.is_fresh))
 
     say("doctor: preparing the data as `kurdish-tts train` would")
-    run = VitsTrainingRun(model_args, data_args, run_args, training_args)
     try:
         prepared = run.load_data()
     except DataUnusable as error:
@@ -167,14 +168,6 @@ def run_doctor(
     say("doctor: measuring peak GPU memory on the longest clips")
     report.add(_batch_size_probe(model, run, train, speaker_to_id, weights, doctor_args, report))
     return report
-
-
-def _fresh_discriminator(model_args) -> bool:
-    """Whether the discriminator starts from random weights: always for a random init, and for any base model without
-    `discriminator.safetensors` next to it (every Hub MMS checkpoint)."""
-    if model_args.model_size is not None:
-        return True
-    return not (Path(model_args.model_name_or_path) / DISCRIMINATOR_WEIGHTS_NAME).is_file()
 
 
 def _data_summary(prepared, train, evaluation) -> Check:

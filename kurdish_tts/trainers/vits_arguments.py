@@ -56,8 +56,8 @@ class VitsTrainingArguments(TrainingArguments):
     discriminator_warmup_steps (`int`, *optional*, defaults to `0`):
         Train only the discriminator for this many optimizer steps (the generator runs without gradients), with
         either `gan_update`. Useful
-        when fine-tuning a checkpoint that ships without a discriminator (all MMS checkpoints): a freshly initialized
-        discriminator otherwise feeds the pretrained generator noise-driven adversarial gradients.
+        when a pretrained generator meets a fresh discriminator (`--discriminator none`, or a base model without a
+        pretrained one): a freshly initialized discriminator otherwise feeds it noise-driven adversarial gradients.
     pad_to_multiple_of (`int`, *optional*):
         Round padded text and frame lengths up to a multiple of this, so that kernels see fewer distinct shapes.
 

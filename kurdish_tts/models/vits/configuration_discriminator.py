@@ -10,9 +10,10 @@ class VitsDiscriminatorConfig(PretrainedConfig):
     multi-period discriminator (MPD) of HiFi-GAN ([arXiv 2010.05646](https://arxiv.org/abs/2010.05646)) and keeps only
     the first, un-pooled, sub-discriminator of its multi-scale discriminator (MSD).
 
-    The MMS checkpoints (e.g. `facebook/mms-tts-kmr-script_latin`) ship no discriminator, so this network is usually
-    freshly initialized when fine-tuning starts. The defaults reproduce the VITS discriminator exactly (46.7M
-    parameters, weight norm included); [`~VitsDiscriminatorConfig.tiny`] gives a few-thousand-parameter one for tests.
+    The defaults reproduce the VITS discriminator exactly (46.7M parameters, weight norm included), which is also the
+    layout of MMS's pretrained discriminators (`facebook/mms-tts`, `full_models/<language>/D_100000.pth`; the
+    `facebook/mms-tts-<language>` model repositories hold only the generator), so those convert into it
+    (`convert_discriminator.py`). [`~VitsDiscriminatorConfig.tiny`] gives a few-thousand-parameter one for tests.
 
     The input is always a mono waveform, so every channel list below gives *output* channels; the first convolution of
     each sub-discriminator reads one channel. Every convolution uses "same" padding `(kernel_size - 1) // 2`, which is

@@ -177,8 +177,10 @@ class VitsDiscriminator(PreTrainedModel):
     r"""
     The VITS discriminator ([arXiv 2106.06103](https://arxiv.org/abs/2106.06103)): HiFi-GAN's multi-period
     discriminator ([arXiv 2010.05646](https://arxiv.org/abs/2010.05646)) plus one scale discriminator on the raw
-    waveform. The MMS checkpoints ship no discriminator, so fine-tuning usually starts from a fresh one; keep it next
-    to the generator with [`save_discriminator`] / [`load_discriminator`] to resume adversarial training.
+    waveform. The MMS model repositories hold only the generator; their discriminators are published apart as original
+    VITS checkpoints, which `convert_discriminator.py` reads into this class, and `discriminator_source.py` decides
+    which one a run starts from. Keep it next to the generator with [`save_discriminator`] / [`load_discriminator`] to
+    resume adversarial training.
 
     Every sub-discriminator is fully convolutional and treats batch items independently, so the trainer concatenates
     real and generated audio into one batch and splits the result with [`VitsDiscriminatorOutput.chunk`]: one pass
@@ -317,7 +319,8 @@ def load_discriminator(
 
     Returns:
         [`VitsDiscriminator`] or `None`: the loaded model in training mode, or `None` when `model_dir` has no
-        `discriminator.safetensors` (e.g. a hub MMS checkpoint), in which case the caller starts from a fresh one.
+        `discriminator.safetensors` (e.g. an MMS model), in which case the caller chooses another source
+        (`discriminator_source.py`).
 
     Raises:
         `OSError`: a discriminator file is unreadable or corrupt, or the config is needed but missing.

@@ -396,14 +396,17 @@ class VitsForTraining(nn.Module):
         discriminator_config: VitsDiscriminatorConfig | None = None,
         mel_config: MelConfig | None = None,
         segment_frames: int | None = None,
+        discriminator: VitsDiscriminator | None = None,
         **kwargs,
     ) -> VitsForTraining:
         """Load a `VitsModel` (Hub id or local dir) and its `discriminator.safetensors` when present.
 
-        Hub MMS checkpoints ship no discriminator; one is then freshly initialized (see the trainer's discriminator
-        warm-up). A folder written by `save_pretrained` also gives back the mel settings and segment length it was
-        trained with (`training_config.json`); arguments win, and without the file they are MMS's (80 mel bands,
-        32 frames). `kwargs` go to `VitsModel.from_pretrained`.
+        Without that file (a Hub id: the MMS model repositories hold only the generator) a fresh discriminator is
+        initialized. A given `discriminator` is used instead of either, e.g. MMS's pretrained one:
+        `resolve_discriminator_source("auto", name_or_path).load()` (`discriminator_source.py`). A folder written by
+        `save_pretrained` also gives back the mel settings and segment length it was trained with
+        (`training_config.json`); arguments win, and without the file they are MMS's (80 mel bands, 32 frames).
+        `kwargs` go to `VitsModel.from_pretrained`.
         """
         try:
             vits = VitsModel.from_pretrained(name_or_path, **kwargs)
@@ -413,8 +416,7 @@ class VitsForTraining(nn.Module):
                 "(e.g. a previous run's best model), or start from a random initialization with "
                 "VitsForTraining.from_size('mms' | 'small' | 'tiny', vocab_size)."
             ) from error
-        discriminator = None
-        if os.path.isdir(name_or_path):
+        if discriminator is None and os.path.isdir(name_or_path):
             discriminator = load_discriminator(name_or_path, discriminator_config)
         if discriminator is None:
             discriminator = VitsDiscriminator(discriminator_config or VitsDiscriminatorConfig())
