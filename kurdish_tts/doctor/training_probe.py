@@ -11,7 +11,10 @@ inside a warm-up of 1,000 would test nothing). It watches:
 - which parameters are frozen (`requires_grad=False`: the run trains every parameter) and which moved;
 - a paired reconstruction loss: the weighted mel + KL + duration loss of the batch, before and after the probe, with
   the same random segments and noise (the same seed), in fp32. The per-step losses are too noisy to compare (each
-  step decodes other random segments); the paired loss is not.
+  step decodes other random segments); the paired loss is not;
+- the waveform health of the decoded segments after the probe (`kurdish_tts.evaluation.waveform_health`): clipping,
+  a DC offset or a tone above 7.5 kHz fail (the mel loss cannot see them); a level far from the recordings' is a
+  warning, since a decoder trained from random weights starts quiet.
 
 Its trainer has no NaN recovery (which would hide the very NaN the probe looks for), no throughput, sample or
 best-model callbacks, and writes nothing outside its scratch folder. The model's weights are restored by the caller.
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 from transformers import DefaultFlowCallback, TrainerCallback, set_seed
 
+from ..evaluation.waveform_health import health_problems, pooled_segment_health
 from ..models.vits import VitsForTraining
 from ..trainers import VitsTrainer
 from .probing import PEAK_LEARNING_RATE, one_batch_arguments, probe_directory, repeated_rows
@@ -68,6 +72,7 @@ class TrainingProbeResult:
             the Trainer's optimizer step where the probe looks (the discriminator with `gan_update="alternating"`);
             whether they move is still checked.
         reconstruction_before, reconstruction_after (`float`): The paired loss before and after.
+        health (`dict[str, float]`): Waveform health of the decoded segments after the probe (`pooled_segment_health`).
         error (`str`, *optional*): The exception that stopped training, if any.
     """
 
@@ -89,6 +94,7 @@ class TrainingProbeResult:
     stepped_inside: set[str] = field(default_factory=set)
     reconstruction_before: float = float("nan")
     reconstruction_after: float = float("nan")
+    health: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
     def checks(self) -> list[Check]:
@@ -100,6 +106,7 @@ class TrainingProbeResult:
             self._loss_decrease_check(),
             self._gradient_norm_check(),
             self._loss_scale_check(),
+            self._waveform_health_check(),
         ]
 
     # Helpers
@@ -360,6 +367,40 @@ class TrainingProbeResult:
             )
         return Check(SECTION, name, Status.OK, evidence, details=details)
 
+    def _waveform_health_check(self) -> Check:
+        name = "waveform health"
+        if not self.health:
+            return Check(SECTION, name, Status.SKIP, "no decoded audio after the probe")
+        details = ", ".join(f"{key} {value:.4g}" for key, value in self.health.items())
+        # Clipping and an offset are broken at any level; the band shares of a decoder still 20 dB or more under the
+        # recordings (a few steps from random weights) describe its noise floor, not a tone.
+        quiet = self.health.get("level_vs_reference_db", 0.0) < -20.0
+        hard = ("clipped", "dc_offset") if quiet else ("clipped", "dc_offset", "high_band", "low_band")
+        broken = health_problems({key: self.health[key] for key in hard if key in self.health})
+        level = [p for p in health_problems(self.health) if p not in broken]
+        if broken:
+            return Check(
+                SECTION,
+                name,
+                Status.FAIL,
+                "the decoded audio is broken: " + "; ".join(broken),
+                "a decoder at the rails of its tanh learns nothing from the GAN; start from a pretrained model or a "
+                "random init made by this package (VitsForTraining.from_size), and lower --learning_rate",
+                details,
+            )
+        if level:
+            return Check(
+                SECTION,
+                name,
+                Status.WARN,
+                "; ".join(level) + " (normal for a decoder trained from random weights for a few steps)",
+                "",
+                details,
+            )
+        return Check(
+            SECTION, name, Status.OK, "no clipping, offset or tone; level near the recordings'", details=details
+        )
+
 
 def _shown(names: list[str], count: int = _NAMES_SHOWN) -> str:
     return ", ".join(names[:count]) + (f" and {len(names) - count} more" if len(names) > count else "")
@@ -474,6 +515,7 @@ def run_training_probe(
         result.moved = [not torch.equal(before[name], p.detach().cpu()) for name, p in trainable]
         if result.error is None:
             result.reconstruction_after = _paired_loss(model, batch, args)
+            result.health = _decoded_health(model, batch)
         del trainer
     return result
 
@@ -483,6 +525,24 @@ def _first_batch(trainer: VitsTrainer, batch_size: int) -> dict[str, torch.Tenso
     rows = [trainer.train_dataset[index] for index in range(batch_size)]
     batch = trainer.data_collator(rows)
     return {key: value.to(trainer.args.device) for key, value in batch.items() if isinstance(value, torch.Tensor)}
+
+
+def _decoded_health(model: VitsForTraining, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Health of the batch's decoded segments against the recorded ones, in eval mode under a fixed seed."""
+    was_training = model.training
+    model.eval()
+    try:
+        set_seed(_PAIRED_SEEDS[0])
+        with torch.no_grad():
+            output = VitsForTraining.forward(model, **batch, compute_adversarial=False)
+        figures = pooled_segment_health(
+            output.generated_waveform, output.target_waveform, model.mel_config.sampling_rate
+        )
+        return {key: float(value) for key, value in figures.items()}
+    except Exception:  # noqa: BLE001 - a model broken by the probe may fail anywhere; the other checks say why
+        return {}
+    finally:
+        model.train(was_training)
 
 
 def _paired_loss(model: VitsForTraining, batch: dict[str, torch.Tensor], args) -> float:
