@@ -101,3 +101,19 @@ def test_bad_model_folders_exit_with_status_2(runs, tokenizer, tmp_dir, capsys):
     disjoint = make_run(tmp_dir / "c", tokenizer, 2, ["kmr_demo_0001"])
     assert evaluate.main([str(runs[0]), str(disjoint)]) == 2
     assert "share no held-out clip" in capsys.readouterr().err
+
+
+def test_the_health_metrics_say_in_words_what_is_wrong(runs, tmp_dir):
+    """A few steps of the tiny model make audio far quieter than the recordings: the report says so."""
+    first, _ = runs
+    output = tmp_dir / "health"
+    assert evaluate.main([str(first), "--max_samples", "2", "--metrics", "health", "--output_dir", str(output)]) == 0
+    model = json.loads((output / "evaluation.json").read_text())["models"][0]
+    assert set(model["metrics"]) == {
+        "clipped", "dc_offset", "high_band", "low_band", "level_db", "spectral_distance", "unhealthy"
+    }  # fmt: skip
+    assert model["health_problems"] and all(isinstance(problem, str) for problem in model["health_problems"])
+    assert (
+        "Waveform health of" in (output / "evaluation.md").read_text()
+        and "BROKEN" in (output / "evaluation.md").read_text()
+    )

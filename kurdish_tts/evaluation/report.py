@@ -108,6 +108,11 @@ def render_markdown(report: dict) -> str:
     if failures:
         lines += ["", "Clips a metric could not be computed for (listed with their reason in evaluation.json): "
                   + ", ".join(f"`{name}`: {count}" for name, count in failures) + "."]  # fmt: skip
+    for model in models:
+        problems = model.get("health_problems")
+        if problems is not None:
+            verdict = "healthy" if not problems else "BROKEN: " + "; ".join(problems)
+            lines += ["", f"Waveform health of `{model['name']}`: {verdict}."]
     asr = {model["asr_model"] for model in models if model.get("asr_model")}
     if asr:
         lines += ["", f"CER by the ASR model {', '.join(f'`{name}`' for name in sorted(asr))}."]
