@@ -227,7 +227,7 @@ def test_a_model_whose_audio_is_broken_is_never_promoted(previous_run, tmp_dir, 
     """The tiny model's regression-set audio fails the waveform-health checks, so even helpful feedback that keeps
     the regression metric in tolerance is refused, and the report says why."""
     store = make_store(tmp_dir, tokenizer, "good")
-    assert train(store, previous_run, require_healthy_audio="true", regression_tolerance=10.0) == 0
+    assert train(store, previous_run, require_healthy_audio="true", regression_tolerance=10.0) == 1
     report = read_report(store)
     assert report["decision"] == "refused" and report["new_version"] is None and report["current"] == "v0001"
     assert "audio on the regression set is broken" in report["reason"]

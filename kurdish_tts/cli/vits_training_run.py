@@ -499,6 +499,12 @@ class VitsTrainingRun:
             )
             return 1
         if self.hub_push is not None:
+            if summary["best_model"] is None:
+                print(
+                    "error: not publishing: no evaluation of this run produced healthy audio, and a broken voice is "
+                    "never pushed (see the warning above)"
+                )
+                return 1
             return self.publish()
         return 0
 
