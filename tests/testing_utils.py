@@ -90,6 +90,18 @@ def tiny_training_args(output_dir, **overrides):
     return VitsTrainingArguments(**{**values, **overrides})
 
 
+def checkout_env(**overrides) -> dict[str, str]:
+    """The environment for a subprocess that must import the package from this checkout, wherever the editable
+    install points (a script's own folder, not the checkout, is first on its `sys.path`)."""
+    import os
+
+    import kurdish_tts
+
+    root = str(Path(kurdish_tts.__file__).parents[1])
+    pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": pythonpath, **overrides}
+
+
 def torchrun(script, *script_args, nproc: int = 2, timeout: float = 300):
     """Run `script` in `nproc` CPU processes (gloo) under torchrun; returns the `CompletedProcess`.
 

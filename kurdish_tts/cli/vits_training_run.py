@@ -33,7 +33,8 @@ from ..data.speakers import (
     select_speaker,
     speaker_table,
 )
-from ..data.validate import ValidationConfig, validate_statistics
+from ..data.validate import ValidationConfig, validate_prepared
+from ..errors import UsageError, UserError
 from ..evaluation.plots import loss_curve_figure, save_figure
 from ..hub import HubPushError, RunFilesError, push_to_hub, take_hub_push
 from ..models.vits import VitsForTraining
@@ -62,7 +63,6 @@ from ..trainers import (
 from ..trainers.budget import BUDGET_NAME
 from ..trainers.synthesis_metrics import SynthesisMetricsCallback
 from .prepare_data import describe
-from .train_vits import UsageError
 
 logger = logging.getLogger("kurdish_tts.train_vits")
 
@@ -177,7 +177,7 @@ class VitsTrainingRun:
                 overwrite=data_args.overwrite_cache,
             )
         self.say(describe(prepared))
-        report = validate_statistics(prepared.statistics, ValidationConfig())
+        report = validate_prepared(prepared, ValidationConfig())
         if self.is_main:
             self.report_paths = report.save(self.output_dir / "data_report")
             self.say(f"data report: {self.report_paths.get('markdown', self.output_dir / 'data_report')}")
@@ -396,6 +396,7 @@ class VitsTrainingRun:
         checkpoint = self.checkpoint_to_resume()
         if self.needs_hub():
             go_offline_if_hub_unreachable()
+        created = self.is_main and not self.output_dir.exists()
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -403,6 +404,11 @@ class VitsTrainingRun:
         except DataUnusable as error:
             print(f"error: {error}")
             return 1
+        except BaseException:
+            # A source that cannot be read (a wrong --data path) must not leave an empty run folder behind.
+            if created and not any(self.output_dir.iterdir()):
+                self.output_dir.rmdir()
+            raise
         tokenizer = self.tokenizer
         dataset, speaker_to_id = self.choose_speakers(prepared.dataset)
         train, evaluation = self.split(dataset)
@@ -549,8 +555,10 @@ def offline_message(name: str, error: Exception) -> str:
     )
 
 
-class DataUnusable(RuntimeError):
-    """The validation report found the prepared data unusable."""
+class DataUnusable(UserError, RuntimeError):
+    """The validation report found the prepared data unusable (exit status 1)."""
+
+    exit_code = 1
 
 
 def _read_json(path: Path) -> dict | None:

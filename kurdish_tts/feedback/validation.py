@@ -19,6 +19,7 @@ import soundfile as sf
 from ..audio.features import MelConfig
 from ..data.preprocess import PreprocessConfig, process_sample
 from ..data.sources import DEFAULT_SPEAKER
+from ..errors import UserError
 from ..text import tokenizer_characters
 
 # What to do about each reason for a rejection; the validation's own message says what was measured.
@@ -41,8 +42,10 @@ REJECTION_HINTS = {
 _TEXT_REASONS = {"empty_text", "unknown_characters", "too_many_tokens", "fewer_frames_than_tokens"}
 
 
-class FeedbackError(RuntimeError):
+class FeedbackError(UserError, RuntimeError):
     """A feedback command cannot do what was asked; the message says why and what to do (exit status 1)."""
+
+    exit_code = 1
 
 
 @dataclass

@@ -1016,19 +1016,17 @@ def _count_evaluations_and_checkpoints(
     return evaluations, checkpoints
 
 
-def process_start_time() -> float:
-    """`time.time()` at which this process started, so that a budget covers interpreter start-up and imports (10 s and
-    more for torch + transformers). Read from `/proc` on Linux; elsewhere, the time `kurdish_tts` was imported."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(
-            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
-        )
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        import kurdish_tts
+def program_start_time() -> float:
+    """`time.time()` at which this program started: when it first imported `kurdish_tts`, before torch and
+    transformers, so a budget covers their imports (10 s and more) as part of the job.
 
-        return kurdish_tts.IMPORTED_AT
+    Not the process's start: a shell that `exec`s the program (`bash -c '... && python scripts/train_vits.py'`, as CI
+    jobs, scripts and ssh one-liners do) hands it its process, whose start time then includes whatever the shell ran
+    first, such as minutes of installs.
+    """
+    import kurdish_tts
+
+    return kurdish_tts.IMPORTED_AT
 
 
 def _max_over_processes(values: list[float], device: torch.device) -> list[float]:
