@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from kurdish_tts.cli import train_vits
+from kurdish_tts.trainers.budget import budget_spent
+
+from .testing_utils import checkout_env
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_vits.py"
@@ -162,35 +165,89 @@ def test_offline_hub_failure_is_fast(tmp_dir):
     assert elapsed < 25, elapsed  # interpreter start-up and imports included
 
 
-def test_sigkill_then_resume_reaches_the_planned_end(demo_cache, tmp_dir):
+# Runs the training script with the Trainer's checkpoint write held at step 8, after the weights and the optimizer
+# and before the RNG states and trainer_state.json, and says so in a file: the test kills the process there.
+STALLED_SAVE = """
+import os, runpy, sys, time
+import transformers
+
+original = transformers.Trainer._save_rng_state
+
+def stalled(self, output_dir):
+    if self.state.global_step == 8:
+        open(os.environ["STALLED_MARKER"], "w").close()
+        time.sleep(3600)
+    return original(self, output_dir)
+
+transformers.Trainer._save_rng_state = stalled
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_sigkill_during_a_checkpoint_write_then_resume_last(demo_cache, tmp_dir):
+    """SIGKILL while the Trainer writes checkpoint-8 leaves a folder with weights and optimizer but no
+    trainer_state.json (issue 18). `--resume_from_checkpoint last` skips it (and says so), sets it aside, resumes from
+    checkpoint-4 and reaches the planned end; the time budget's record in checkpoint-4 stays readable."""
     output = tmp_dir / "run"
-    flags = tiny_flags(output, demo_cache, max_steps=12, save_steps=4, eval_steps=4)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, str(SCRIPT), *flags], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    marker = tmp_dir / "stalled"
+    # A budget far longer than the run, so that the checkpoints carry the budget's record (`budget.json`).
+    budget = ["--target_hours", "1", "--budget_probe_steps", "2", "--budget_warmup_steps", "1"]
+    flags = tiny_flags(output, demo_cache, save_steps=4, eval_steps=4, synthesis_metrics="")
+    env = checkout_env(PYTHONUNBUFFERED="1", STALLED_MARKER=str(marker))
+    process = subprocess.Popen([sys.executable, "-c", STALLED_SAVE, str(SCRIPT), *flags, *budget], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        deadline = time.time() + 240
-        while not (output / "checkpoint-8" / "trainer_state.json").is_file():
+        deadline = time.monotonic() + 400
+        while not marker.exists():
             assert process.poll() is None, process.stderr.read()[-3000:]
-            assert time.time() < deadline, "no checkpoint-8 within 240 s"
+            assert time.monotonic() < deadline, "the run never reached the checkpoint at step 8"
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == -signal.SIGKILL
+    half = output / "checkpoint-8"
+    assert (half / "model.safetensors").is_file() and not (half / "trainer_state.json").exists()
+    with pytest.raises(ValueError, match="not a complete checkpoint"):
+        budget_spent(half)
+
     assert not (output / "run_summary.json").exists()
 
-    # Without --resume_from_checkpoint the folder is refused; with it the run continues to step 12.
-    assert subprocess.run([sys.executable, str(SCRIPT), *flags], env=env, capture_output=True).returncode == 2
-    resumed = subprocess.run([sys.executable, str(SCRIPT), *flags, "--resume_from_checkpoint", "last"], env=env,
-                             capture_output=True, text=True, timeout=400)  # fmt: skip
+    # Without --resume_from_checkpoint the folder is refused; with `last` the run continues to step 12.
+    flags = tiny_flags(output, demo_cache, max_steps=12, save_steps=4, eval_steps=4, synthesis_metrics="")
+    assert (
+        subprocess.run([sys.executable, str(SCRIPT), *flags], env=checkout_env(), capture_output=True).returncode == 2
+    )
+    resumed = subprocess.run([sys.executable, str(SCRIPT), *flags, "--resume_from_checkpoint", "last"],
+                             env=checkout_env(), capture_output=True, text=True, timeout=400)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert f"skipping {half}: it has no trainer_state.json" in log, log[-3000:]
+    assert f"resuming from {output / 'checkpoint-4'}" in log
+    # Set aside, not deleted; the Trainer's own rotation never sees it.
+    assert (output / "incomplete-checkpoint-8" / "model.safetensors").is_file()
     state = json.loads((output / "trainer_state.json").read_text())
-    assert state["global_step"] == 12
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
-    # The resumed run's history goes on from the checkpoint it started from, with no step twice.
-    assert steps == sorted(set(steps)) and steps[-1] == 12
+    # The history goes on from checkpoint-4's, with no step twice.
+    assert state["global_step"] == 12 and steps == sorted(set(steps)) and steps[-1] == 12, steps
+    assert (output / "checkpoint-8" / "trainer_state.json").is_file()  # written again, completely, this time
     assert json.loads((output / "run_summary.json").read_text())["global_step"] == 12
     assert (output / "best_model" / "model.safetensors").is_file()
+    # The checkpoint the run resumed from kept the first run's budget record.
+    spent, step = budget_spent(output / "checkpoint-4")
+    assert step == 4 and spent > 0
+
+
+def test_an_incomplete_checkpoint_named_by_path_is_refused(demo_cache, tmp_dir, capsys):
+    output = tmp_dir / "run"
+    (output / "checkpoint-6").mkdir(parents=True)
+    (output / "checkpoint-6" / "trainer_state.json").write_text('{"global_step": 6, "log_hi')
+    argv = [*tiny_flags(output, demo_cache), "--resume_from_checkpoint", str(output / "checkpoint-6")]
+    assert train_vits.main(argv) == 2
+    error = capsys.readouterr().err
+    assert "trainer_state.json is unreadable or cut short" in error and "--resume_from_checkpoint last" in error
+    assert train_vits.main([*tiny_flags(output, demo_cache), "--resume_from_checkpoint", "last"]) == 2
+    assert "holds no complete checkpoint-* folder" in capsys.readouterr().err

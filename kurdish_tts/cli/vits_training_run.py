@@ -61,6 +61,7 @@ from ..trainers import (
     plan_run,
 )
 from ..trainers.budget import BUDGET_NAME
+from ..trainers.checkpoints import checkpoint_problem, latest_complete_checkpoint, set_aside
 from ..trainers.synthesis_metrics import SynthesisMetricsCallback
 from .prepare_data import describe
 
@@ -121,8 +122,10 @@ class VitsTrainingRun:
     def checkpoint_to_resume(self) -> str | None:
         """The checkpoint named by `--resume_from_checkpoint` (a path, or `last`), or `None` for a new run.
 
-        A new run refuses an output folder that already holds checkpoints: mixing two runs' checkpoints, budget and
-        best model would make each of them wrong.
+        `last` is the newest *complete* checkpoint: a run killed while the Trainer was writing one leaves a folder
+        without its `trainer_state.json` (written last), which is skipped, said so, and set aside as
+        `incomplete-checkpoint-N` (nothing is deleted). A new run refuses an output folder that already holds
+        checkpoints: mixing two runs' checkpoints, budget and best model would make each of them wrong.
         """
         requested = self.args.resume_from_checkpoint
         existing = get_last_checkpoint(str(self.output_dir)) if self.output_dir.is_dir() else None
@@ -133,15 +136,30 @@ class VitsTrainingRun:
                     f"--resume_from_checkpoint last, or start a new one with another --output_dir"
                 )
             return None
+        complete, incomplete = latest_complete_checkpoint(self.output_dir)
         if str(requested).lower() in {"last", "true", "yes"}:
-            if existing is None:
-                raise UsageError(
-                    f"--resume_from_checkpoint {requested}: {self.output_dir} holds no {PREFIX_CHECKPOINT_DIR}-* "
-                    "folder to resume from"
+            for folder, problem in incomplete:
+                moved = set_aside(folder) if self.is_main else folder
+                logger.warning(
+                    f"skipping {folder}: {problem}. Moved to {moved.name}, which nothing reads; delete it when you like"
+                    if moved != folder
+                    else f"skipping {folder}: {problem}"
                 )
-            return existing
-        if not (Path(requested) / "trainer_state.json").is_file():
-            raise UsageError(f"--resume_from_checkpoint {requested}: not a checkpoint folder (no trainer_state.json)")
+            if complete is None:
+                raise UsageError(
+                    f"--resume_from_checkpoint {requested}: {self.output_dir} holds no complete "
+                    f"{PREFIX_CHECKPOINT_DIR}-* folder to resume from; start again with another --output_dir (or "
+                    "without --resume_from_checkpoint once the folder is emptied)"
+                )
+            self.say(f"resuming from {complete}" + (" (the newest complete checkpoint)" if incomplete else ""))
+            return str(complete)
+        problem = checkpoint_problem(requested) if Path(requested).is_dir() else "it is not a folder"
+        if problem is not None:
+            newest = f" (it would pick {complete})" if complete is not None else ""
+            raise UsageError(
+                f"--resume_from_checkpoint {requested} cannot be resumed from: {problem}; resume from the newest "
+                f"complete checkpoint with --resume_from_checkpoint last{newest}"
+            )
         return str(requested)
 
     # 2. Data

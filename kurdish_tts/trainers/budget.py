@@ -598,15 +598,27 @@ def budget_spent(checkpoint: str | os.PathLike) -> tuple[float, int]:
     `budget.json` if it was written at the same step; else the `train_runtime` of the `train()` calls completed before
     the checkpoint (its `trainer_state.json` log history), with a warning, since that misses the probe and the
     interrupted call.
+
+    Raises:
+        `ValueError`: `checkpoint` is not a complete checkpoint (a run killed while writing it); the message says why.
     """
     checkpoint = Path(checkpoint)
-    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    try:
+        state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{checkpoint} is not a complete checkpoint ({type(error).__name__}: {error}); resume from a complete one "
+            "(--resume_from_checkpoint last picks the newest)"
+        ) from None
     global_step = state.global_step
     for path in (checkpoint / BUDGET_NAME, checkpoint.parent / BUDGET_NAME):
-        if path.is_file():
+        try:
             record = json.loads(path.read_text(encoding="utf-8"))
-            if record.get("global_step") == global_step:
-                return float(record["elapsed_seconds"]), global_step
+        except (OSError, ValueError):
+            # Missing, or (from a version that wrote it in place) cut short: the next source decides.
+            continue
+        if record.get("global_step") == global_step and "elapsed_seconds" in record:
+            return float(record["elapsed_seconds"]), global_step
     runtime = sum(entry["train_runtime"] for entry in state.log_history if "train_runtime" in entry)
     logger.warning(
         f"{checkpoint} holds no {BUDGET_NAME} for step {global_step}; counting the earlier runs' train_runtime "
