@@ -1,7 +1,6 @@
 """`scripts/train_vits.py`: argument errors, the offline demo end to end, offline failure, SIGKILL and resume."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -113,13 +112,13 @@ class TestBadArguments:
 
 
 def test_demo_run_end_to_end(demo_cache, tmp_dir, capsys):
-    """The README's main command, with a 25 s budget instead of 3 minutes."""
+    """The README's main command, with a 25 s budget instead of 3 minutes. How long it takes depends on this machine
+    and its load, so nothing here is about wall time (benchmarks/ measures that): on a machine too slow for the budget
+    the demo trains its minimum number of steps and says so, rather than refusing."""
     output = tmp_dir / "demo"
     argv = ["--recipe", "demo", "--output_dir", str(output), "--cache_dir", str(demo_cache), "--target_hours",
             str(25 / 3600), "--eval_steps", "10", "--save_steps", "10", "--report_to", "none", "--disable_tqdm", "true"]  # fmt: skip
-    began = time.time()
     assert train_vits.main(argv) == 0
-    wall = time.time() - began
     printed = capsys.readouterr().out
 
     summary = json.loads((output / "run_summary.json").read_text())
@@ -127,9 +126,13 @@ def test_demo_run_end_to_end(demo_cache, tmp_dir, capsys):
     assert summary["best_model"] == str(best) and str(best) in printed
     assert (output / "sample.wav").stat().st_size > 1000 and (output / "loss_curve.png").is_file()
     assert (output / "plan.md").is_file() and (output / "data_report" / "report.md").is_file()
-    # The budget covers the whole job (data, model, probe, training, final evaluation and save).
-    assert summary["budget"]["target_seconds"] == pytest.approx(25.0)
-    assert 0.6 * 25 <= wall <= 1.25 * 25, summary["budget"]
+    # The budget covers the whole job (data, model, probe, training, final evaluation and save): 25 s asked, or more
+    # when the demo's minimum of 30 steps needed more on this machine.
+    budget = summary["budget"]
+    assert budget["requested_target_seconds"] == pytest.approx(25.0)
+    assert budget["target_seconds"] >= 25.0 and summary["global_step"] >= 1
+    if budget["target_seconds"] > 25.0:
+        assert budget["planned_steps"] == 30 and "raised from" in (output / "plan.md").read_text()
     split = json.loads((output / "data_split.json").read_text())
     assert len(split["eval_ids"]) == 8
 
@@ -150,19 +153,17 @@ def test_existing_checkpoints_need_resume_or_new_folder(demo_cache, tmp_dir, cap
 
 
 def test_offline_hub_failure_is_fast(tmp_dir):
-    """No network (an endpoint nobody listens on) and no offline variables: the default base model fails in seconds
-    with the offline options, instead of huggingface_hub's ~30 s of retries."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
+    """No network (an endpoint nobody listens on) and no offline variables: the default base model fails at once with
+    the offline options, instead of huggingface_hub's ~30 s of retries (which it announces: "Retrying in ...")."""
+    env = {k: v for k, v in checkout_env().items() if not k.endswith("_OFFLINE")}
     env["HF_ENDPOINT"] = "http://127.0.0.1:9"
-    began = time.time()
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--data", "demo", "--output_dir", str(tmp_dir / "o")],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    elapsed = time.time() - began
     assert result.returncode == 2, result.stderr[-2000:]
     assert "--model_size" in result.stderr and "--recipe demo" in result.stderr
-    assert elapsed < 25, elapsed  # interpreter start-up and imports included
+    assert "unreachable: offline mode" in result.stderr and "Retrying" not in result.stderr, result.stderr[-2000:]
 
 
 # Runs the training script with the Trainer's checkpoint write held at step 8, after the weights and the optimizer
@@ -251,3 +252,36 @@ def test_an_incomplete_checkpoint_named_by_path_is_refused(demo_cache, tmp_dir, 
     assert "trainer_state.json is unreadable or cut short" in error and "--resume_from_checkpoint last" in error
     assert train_vits.main([*tiny_flags(output, demo_cache), "--resume_from_checkpoint", "last"]) == 2
     assert "holds no complete checkpoint-* folder" in capsys.readouterr().err
+
+
+def test_the_demo_on_a_machine_too_slow_for_its_budget_trains_its_minimum_late(tmp_dir, monkeypatch, caplog):
+    """The busy-CPU case of issue 18, with a hand-made probe: 150 s already spent of the demo's 180 s, and 2.5 s per
+    step. The demo used to refuse; it now plans its 30 minimum steps with a raised budget, and warns."""
+    from types import SimpleNamespace
+
+    from kurdish_tts.cli import vits_training_run
+    from kurdish_tts.trainers.budget import StepTiming
+
+    timing = StepTiming(
+        seconds_per_step=2.5, median_seconds_per_step=2.5, samples_per_second=3.2, train_batch_size=8,
+        steps_per_epoch=9, eval_seconds=4.0, checkpoint_seconds=1.0, save_model_seconds=1.0, train_setup_seconds=1.0,
+        train_teardown_seconds=0.5, probe_seconds=110.0, step_seconds=[2.5],
+    )  # fmt: skip
+    monkeypatch.setattr(vits_training_run, "measure_step_time", lambda trainer, **kwargs: timing)
+    run = vits_training_run.VitsTrainingRun(
+        *train_vits.parse(["--recipe", "demo", "--output_dir", str(tmp_dir)]), started=time.time() - 150
+    )
+    run.synthesis_metrics = None
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    trainer = SimpleNamespace(args=run.args, pop_callback=lambda callback: None, add_callback=lambda callback: None)
+    with caplog.at_level("WARNING", logger="kurdish_tts.train_vits"):
+        plan = run.plan_budget(trainer, None, num_train_samples=72)
+    assert plan.steps == 30 and plan.requested_target_seconds == pytest.approx(180.0)
+    assert plan.target_seconds > 180.0 and plan.deadline > time.time() + 30 * 2.5
+    assert "too slow (or too busy) for --target_hours 0.05" in caplog.text and "30 steps" in caplog.text
+
+    # Without a minimum (every recipe but the demos), a budget that holds no step is refused, with what to do.
+    run.run_args.budget_min_steps = 0
+    run.started = time.time() - 178
+    with pytest.raises(train_vits.UsageError, match="pass --budget_min_steps N to train N steps anyway"):
+        run.plan_budget(trainer, None, num_train_samples=72)

@@ -102,8 +102,10 @@ def checkout_env(**overrides) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": pythonpath, **overrides}
 
 
-def torchrun(script, *script_args, nproc: int = 2, timeout: float = 300):
+def torchrun(script, *script_args, nproc: int = 2, timeout: float = 1200):
     """Run `script` in `nproc` CPU processes (gloo) under torchrun; returns the `CompletedProcess`.
+
+    `timeout` only guards against a hang: on a busy 2-core machine two processes take several times as long as alone.
 
     The processes import the package from this checkout, wherever the editable install points. The rendezvous uses
     an explicit free port: on `--master_port 0` (what `--standalone` picks) it can wait forever on this machine.

@@ -98,6 +98,14 @@ class RunArguments:
     eval_samples: int = field(default=100, metadata={"help": "Clips held out for evaluation (at most 10 %%)."})
     budget_probe_steps: int = field(default=20, metadata={"help": "Steps timed to plan the budget."})
     budget_warmup_steps: int = field(default=5, metadata={"help": "Steps run before timing starts."})
+    budget_min_steps: int = field(
+        default=0,
+        metadata={
+            "help": "With --target_hours: train at least this many steps. On a machine too slow (or busy) for them "
+            "in the budget, the run trains them anyway and ends late, with a warning, instead of refusing (the demo "
+            "recipes set it). 0 refuses a budget that cannot hold a single step."
+        },
+    )
     nan_max_recoveries: int = field(default=3, metadata={"help": "Give up after this many NaN recoveries."})
     nan_lr_factor: float = field(default=0.5, metadata={"help": "Multiply the learning rate by this on recovery."})
     sample_text: str = field(default=SAMPLE_SENTENCE, metadata={"help": "Sentence synthesized at the end."})
@@ -183,6 +191,8 @@ def _check(model_args: VitsModelArguments, data_args: DataArguments, run_args: R
         raise UsageError(f"--min_speaker_clips must be at least 1, got {model_args.min_speaker_clips}")
     if not 0 < run_args.nan_lr_factor <= 1:
         raise UsageError(f"--nan_lr_factor must be in (0, 1], got {run_args.nan_lr_factor}")
+    if run_args.budget_min_steps < 0:
+        raise UsageError(f"--budget_min_steps must not be negative, got {run_args.budget_min_steps}")
     _check_synthesis_metrics(run_args, training_args)
     if training_args.push_to_hub:
         # The Trainer's default repository name: the output folder's.
@@ -232,10 +242,12 @@ def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     model_args, data_args, run_args, training_args = parse(argv)
     # Heavy imports after argument checks, so `--help` and bad flags answer at once.
-    from .vits_training_run import VitsTrainingRun
+    from .vits_training_run import VitsTrainingRun, leave_process_group
 
     run = VitsTrainingRun(model_args, data_args, run_args, training_args, started=started)
-    return run.execute()
+    code = run.execute()
+    leave_process_group()
+    return code
 
 
 if __name__ == "__main__":

@@ -134,10 +134,13 @@ def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     model_args, data_args, run_args, training_args = parse(argv)
     # Heavy imports after argument checks, so `--help` and bad flags answer at once.
+    from .vits_training_run import leave_process_group
     from .xtts_training_run import XttsTrainingRun
 
     run = XttsTrainingRun(model_args, data_args, run_args, training_args, started=started)
-    return run.execute()
+    code = run.execute()
+    leave_process_group()
+    return code
 
 
 if __name__ == "__main__":

@@ -361,14 +361,29 @@ class VitsTrainingRun:
             timing = dataclasses.replace(timing, eval_seconds=timing.eval_seconds + seconds / every)
             final += seconds
         elapsed = time.time() - self.started
-        common = {"args": self.args, "num_train_samples": num_train_samples, "final_overhead_seconds": final}
+        common = {
+            "args": self.args,
+            "num_train_samples": num_train_samples,
+            "final_overhead_seconds": final,
+            "min_steps": self.run_args.budget_min_steps,
+        }
         try:
             if checkpoint is None:
                 plan = plan_run(timing, target, elapsed_seconds=elapsed, **common)
             else:
                 plan = plan_remaining(timing, target, checkpoint=checkpoint, elapsed_seconds=elapsed, **common)
         except ValueError as error:
-            raise UsageError(str(error)) from error
+            raise UsageError(
+                f"{error}; raise --target_hours, or pass --budget_min_steps N to train N steps anyway and end late"
+            ) from error
+        if plan.requested_target_seconds is not None:
+            logger.warning(
+                f"this machine is too slow (or too busy) for --target_hours {self.run_args.target_hours:g}: "
+                f"{plan.elapsed_seconds:.0f} s were spent before training and a step takes {plan.seconds_per_step:.2f} "
+                f"s, so the {plan.steps - plan.start_step} steps of --budget_min_steps end about "
+                f"{plan.target_seconds - plan.requested_target_seconds:.0f} s after the "
+                f"{plan.requested_target_seconds:.0f} s asked for"
+            )
         apply_plan(trainer, plan)
         self.plan = plan
         if self.is_main:
@@ -530,18 +545,29 @@ class VitsTrainingRun:
             actual = finished - self.plan.started_at
             summary["budget"] = {
                 "target_seconds": self.plan.target_seconds,
+                "requested_target_seconds": self.plan.requested_target_seconds or self.plan.target_seconds,
                 "planned_seconds": self.plan.elapsed_seconds + self.plan.predicted_seconds,
                 "actual_seconds": actual,
                 "deviation": actual / self.plan.target_seconds - 1,
                 "planned_steps": self.plan.steps,
                 "stopped_early": bool(budget.get("stopped_early", False)),
             }
+            raised = self.plan.requested_target_seconds
             lines.append(
                 f"  budget     : {actual / 60:.1f} min of {self.plan.target_seconds / 60:.1f} min "
                 f"({summary['budget']['deviation']:+.1%}); {trainer.state.global_step} of {self.plan.steps} planned steps"
+                + (f"; raised from {raised / 60:.1f} min for the minimum steps on this machine" if raised else "")
             )
         print("\n".join(lines), flush=True)
         return summary
+
+
+def leave_process_group() -> None:
+    """End this process's part in a distributed run before the interpreter's shutdown does: a gloo group destroyed
+    there, after a peer has already closed its end, can abort the process ("terminate called without an active
+    exception") on a busy machine, turning a finished run into exit status -6."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _hardware(args) -> str:
