@@ -80,3 +80,20 @@ def test_a_hub_dataset_name_without_a_network_fails_at_once(tmp_dir):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "unreachable: offline mode" in result.stderr and "Retrying" not in result.stderr, result.stderr[-2000:]
     assert "--data demo" in result.stderr
+
+
+def test_feedback_texts_and_a_store_manifest_that_are_not_utf8(tmp_dir, capsys):
+    from kurdish_tts.cli import train_feedback
+
+    pairs = tmp_dir / "pairs"
+    write_clip(pairs / "fix.wav", speech_like(1.5, 16000), 16000)
+    (pairs / "fix.txt").write_bytes(b"Roj ba\xea.")
+    store = tmp_dir / "store"
+    assert train_feedback.main(["add-dir", str(pairs), "--store", str(store)]) == 1
+    rejected = capsys.readouterr().err
+    assert "unreadable_text" in rejected and "line 1, column 7: byte 0xea is not UTF-8" in rejected
+
+    store.mkdir(exist_ok=True)
+    (store / "metadata.jsonl").write_bytes(b'{"id": "fb-1", "text": "Roj ba\xea"}\n')
+    assert train_feedback.main(["list", "--store", str(store)]) == 2
+    assert "metadata.jsonl, line 1, column 31: byte 0xea is not UTF-8" in capsys.readouterr().err

@@ -27,8 +27,6 @@ from ..trainers.budget import program_start_time
 from ..trainers.vits_arguments import VitsTrainingArguments
 from .entry_point import CommandParser, check_output_folder, entry_point
 
-__all__ = ["UsageError", "RecipeError", "main", "parse"]  # UsageError: imported from here by older code
-
 logger = logging.getLogger("kurdish_tts.train_vits")
 
 DEFAULT_BASE_MODEL = "facebook/mms-tts-kmr-script_latin"

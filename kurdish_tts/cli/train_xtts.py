@@ -119,6 +119,8 @@ def _check(model_args: XttsModelArguments, data_args: DataArguments, run_args: R
         )
     if not 0 < run_args.nan_lr_factor <= 1:
         raise UsageError(f"--nan_lr_factor must be in (0, 1], got {run_args.nan_lr_factor}")
+    if run_args.budget_min_steps < 0:
+        raise UsageError(f"--budget_min_steps must not be negative, got {run_args.budget_min_steps}")
     if training_args.push_to_hub:
         raise UsageError(
             "--push_to_hub is not supported for XTTS runs yet (the model card and push are VITS-specific); push the "

@@ -51,6 +51,7 @@ from filelock import FileLock, Timeout
 from ..atomic import write_text_atomically
 from ..audio.io import write_audio
 from ..data.sources import DEFAULT_SPEAKER, LoadedSource, load_source
+from ..errors import read_text
 from ..text import load_tokenizer
 from .validation import FeedbackError, FeedbackInput, FeedbackValidationConfig, Rejection, ValidatedClip, validate_clip
 
@@ -113,7 +114,7 @@ class FeedbackStore:
     def items(self) -> list[dict]:
         """The manifest's rows, in the order they were added; `[]` for a store that does not exist yet."""
         try:
-            lines = self.manifest_path.read_text(encoding="utf-8").splitlines()
+            lines = read_text(self.manifest_path).splitlines()
         except FileNotFoundError:
             return []
         rows = []
