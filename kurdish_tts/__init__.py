@@ -4,7 +4,7 @@ import time as _time
 
 __version__ = "0.1.0"
 
-# Where `/proc` is missing, a time budget starts here (`kurdish_tts.trainers.budget.process_start_time`).
+# When this program started, as far as a time budget is concerned (`kurdish_tts.trainers.budget.program_start_time`).
 IMPORTED_AT = _time.time()
 
 # `AutoConfig`/`AutoModel.from_pretrained` of a saved XTTS model work after `import kurdish_tts`; registration waits

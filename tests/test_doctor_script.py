@@ -59,12 +59,19 @@ def _checks(report):
 
 
 def test_healthy_setup_passes(corpus, cache_dir, tmp_dir, capsys):
-    output = tmp_dir / "run"
-    assert doctor.main(flags(corpus, cache_dir, output)) == 0
+    run = tmp_dir / "run"
+    # A finished run's report is there already: the doctor must leave it alone and write into its own folder.
+    (run / "data_report").mkdir(parents=True)
+    (run / "data_report" / "report.md").write_text("the finished run's report")
+    output = run / "doctor"
+    assert doctor.main(flags(corpus, cache_dir, run)) == 0
     printed = capsys.readouterr().out
     assert "overall: OK" in printed and f"report: {output / 'doctor_report.json'}" in printed
+    assert (run / "data_report" / "report.md").read_text() == "the finished run's report"
+    assert sorted(path.name for path in run.iterdir()) == ["data_report", "doctor"]
 
     report = json.loads((output / "doctor_report.json").read_text())
+    assert report["context"]["output_dir"] == str(run) and report["context"]["doctor_dir"] == str(output)
     assert report["status"] == "OK" and report["exit_code"] == 0 and report["counts"]["FAIL"] == 0
     checks = _checks(report)
     for title in (
@@ -117,7 +124,7 @@ def test_stale_cache_fails(corpus, tmp_dir, tokenizer, capsys):
 def test_nan_learning_rate_fails(corpus, cache_dir, tmp_dir):
     argv = flags(corpus, cache_dir, tmp_dir / "run", learning_rate=1e3, training_probe_steps=3)
     assert doctor.main([*argv, "--skip_throughput_probe"]) == 1
-    checks = _checks(json.loads((tmp_dir / "run" / "doctor_report.json").read_text()))
+    checks = _checks(json.loads((tmp_dir / "run" / "doctor" / "doctor_report.json").read_text()))
     assert checks["recipe: learning rate"]["status"] == "FAIL"
     assert checks["training probe: finite loss"]["status"] == "FAIL"
     assert "--learning_rate" in checks["training probe: finite loss"]["fix"]

@@ -245,7 +245,7 @@ def _add_after_barrier(root: str, item: FeedbackInput, clip: ValidatedClip, barr
 
 
 def test_concurrent_adds_from_several_processes_all_land(tmp_dir, tokenizer):
-    """Four processes commit four clips at the same moment, blocked on the lock the test holds until then.
+    """Eight processes commit eight clips at the same moment, blocked on the lock the test holds until then.
 
     The clips are validated here, so that the forked processes run no torch code (torch's thread pools do not survive
     a fork); what they race on is the store's lock and its manifest. `test_concurrent_cli_adds` does the same with
@@ -253,7 +253,7 @@ def test_concurrent_adds_from_several_processes_all_land(tmp_dir, tokenizer):
     """
     store = FeedbackStore(tmp_dir / "store")
     store.add(write_pcm(tmp_dir / "first.wav", seed=9), "Ez têm.", tokenizer=tokenizer)
-    inputs = [FeedbackInput(write_pcm(tmp_dir / f"clip{i}.wav", seed=i), f"Roj baş {i}.") for i in range(4)]
+    inputs = [FeedbackInput(write_pcm(tmp_dir / f"clip{i}.wav", seed=i), f"Roj baş {i}.") for i in range(8)]
     clips = [validate_clip(item.audio, item.text, tokenizer=tokenizer) for item in inputs]
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(len(inputs) + 1)
@@ -265,14 +265,49 @@ def test_concurrent_adds_from_several_processes_all_land(tmp_dir, tokenizer):
         for process in processes:
             process.start()
         barrier.wait(timeout=60)
-        # All four are now past the barrier and waiting for the lock.
+        # All eight are now past the barrier and about to wait for the lock.
         time.sleep(0.3)
     for process in processes:
-        process.join(timeout=60)
-    assert [process.exitcode for process in processes] == [0, 0, 0, 0]
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0] * 8
     items = store.items()
-    assert sorted(item["text"] for item in items) == ["Ez têm."] + [f"Roj baş {i}." for i in range(4)]
+    assert sorted(item["text"] for item in items) == ["Ez têm."] + [f"Roj baş {i}." for i in range(8)]
     assert sorted(p.name for p in store.audio_dir.iterdir()) == sorted(f"{item['id']}.wav" for item in items)
+
+
+def _hold_the_lock(root: str, ready) -> None:
+    with FeedbackStore(root).lock():
+        ready.set()
+        time.sleep(3600)
+
+
+def test_a_killed_writer_leaves_no_stale_lock(tmp_dir, tokenizer):
+    """The lock is the operating system's (filelock): held by a live process it makes others wait, then give up with
+    a message; the process killed, the next writer gets it at once."""
+    import signal
+
+    from kurdish_tts.feedback import FeedbackError
+
+    root = tmp_dir / "store"
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    holder = context.Process(target=_hold_the_lock, args=(str(root), ready))
+    holder.start()
+    try:
+        assert ready.wait(timeout=120)
+        with pytest.raises(FeedbackError, match="stayed locked by another feedback command"):
+            with FeedbackStore(root, lock_timeout=0.2).lock():
+                pass
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join(timeout=60)
+    finally:
+        if holder.is_alive():
+            holder.kill()
+    assert holder.exitcode == -signal.SIGKILL and (root / ".lock").exists()
+    # Generous: a lock left behind would block this for its whole timeout and then fail.
+    store = FeedbackStore(root, lock_timeout=60)
+    result = store.add(write_pcm(tmp_dir / "after.wav"), SENTENCE, tokenizer=tokenizer)
+    assert len(result.added) == 1 and len(store.items()) == 1
 
 
 @pytest.mark.slow

@@ -218,7 +218,7 @@ def test_a_promotion_never_replaces_a_model_it_was_not_compared_with(tmp_dir):
         versions.add(models[2], {}, make_current=True, expected_current="v0002", check_current=True)
     assert versions.names() == ["v0001", "v0002"] and versions.current() == "v0001"
     assert sorted(path.name for path in versions.root.iterdir()) == [
-        "current", "history.json", "v0001", "v0001.json", "v0002", "v0002.json"
+        "current", "current.txt", "history.json", "v0001", "v0001.json", "v0002", "v0002.json"
     ]  # fmt: skip
     assert os.readlink(versions.root / "current") == "v0001"  # relative: the store can move
 

@@ -215,6 +215,19 @@ class TestStaging:
             push_to_hub(model, "tester/x", token=TOKEN, endpoint="http://127.0.0.1:9", max_retries=0)
         assert TOKEN not in str(caught.value)
 
+    def test_a_dry_run_leaves_no_file_holding_the_token(self, trained, tmp_dir):
+        """The dry run refuses as the upload would, and the staged folder never appears (issue 18)."""
+        model = tmp_dir / "model"
+        shutil.copytree(trained[0] / "best_model", model)
+        config = json.loads((model / "config.json").read_text())
+        (model / "config.json").write_text(json.dumps({**config, "note": f"token {TOKEN}"}))
+        with pytest.raises(HubPushError, match=r"config\.json contain\(s\) your Hugging Face token"):
+            push_to_hub(model, "tester/x", token=TOKEN, dry_run=True)
+        with pytest.raises(HubPushError):
+            push_to_hub(model, "tester/x", token=TOKEN, dry_run=True, upload_dir=tmp_dir / "upload")
+        assert files_holding(tmp_dir, TOKEN) == [str(model / "config.json")]
+        assert not (tmp_dir / "hub_upload").exists() and not (tmp_dir / "upload").exists()
+
     def test_the_trainers_own_push_is_replaced_and_the_token_taken_out_of_the_arguments(self, tmp_dir):
         from kurdish_tts.trainers import VitsTrainingArguments
 

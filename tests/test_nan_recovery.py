@@ -391,6 +391,10 @@ result = {"rank": rank, "world_size": args.world_size, "recoveries": callback.re
 # A file per process: the two processes' prints can interleave within a line.
 with open(os.path.join(os.path.dirname(output_dir), f"result-{rank}.json"), "w") as handle:
     json.dump(result, handle)
+
+# An orderly end: a gloo group left to the interpreter's shutdown, its peer gone first, can abort a busy machine's run.
+if torch.distributed.is_initialized():
+    torch.distributed.destroy_process_group()
 """
 
 

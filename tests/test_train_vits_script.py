@@ -1,7 +1,6 @@
 """`scripts/train_vits.py`: argument errors, the offline demo end to end, offline failure, SIGKILL and resume."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,9 @@ import torch
 
 from kurdish_tts.cli import train_vits
 from kurdish_tts.models.vits import VitsDiscriminator, VitsDiscriminatorConfig, VitsForTraining, save_discriminator
+from kurdish_tts.trainers.budget import budget_spent
+
+from .testing_utils import checkout_env
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_vits.py"
@@ -202,24 +204,35 @@ class TestDiscriminatorOption:
 
 
 def test_demo_run_end_to_end(demo_cache, tmp_dir, capsys):
-    """The README's main command, with a 25 s budget instead of 3 minutes."""
+    """The README's main command, with a 25 s budget instead of 3 minutes. How long it takes depends on this machine
+    and its load, so nothing here is about wall time (benchmarks/ measures that): on a machine too slow for the budget
+    the demo trains its minimum number of steps and says so, rather than refusing."""
     output = tmp_dir / "demo"
     argv = ["--recipe", "demo", "--output_dir", str(output), "--cache_dir", str(demo_cache), "--target_hours",
             str(25 / 3600), "--eval_steps", "10", "--save_steps", "10", "--report_to", "none", "--disable_tqdm", "true"]  # fmt: skip
-    began = time.time()
     assert train_vits.main(argv) == 0
-    wall = time.time() - began
     printed = capsys.readouterr().out
 
     summary = json.loads((output / "run_summary.json").read_text())
     best = output / "best_model"
-    assert summary["best_model"] == str(best) and str(best) in printed
+    if summary["best_model"] is None:
+        # 30 steps of a tiny model from random weights are quieter than the recordings: no evaluation passes the
+        # waveform-health gate, and the run says so instead of handing out a best model.
+        assert summary["audio_problems"] and "best model : none" in printed and not best.exists()
+        assert "no best model: the audio of every evaluation was broken" in printed
+        best = output
+    else:
+        assert summary["best_model"] == str(best) and str(best) in printed and summary["audio_problems"] == []
     assert summary["discriminator"] == "a fresh discriminator, as the generator starts from random weights"
     assert (output / "sample.wav").stat().st_size > 1000 and (output / "loss_curve.png").is_file()
     assert (output / "plan.md").is_file() and (output / "data_report" / "report.md").is_file()
-    # The budget covers the whole job (data, model, probe, training, final evaluation and save).
-    assert summary["budget"]["target_seconds"] == pytest.approx(25.0)
-    assert 0.6 * 25 <= wall <= 1.25 * 25, summary["budget"]
+    # The budget covers the whole job (data, model, probe, training, final evaluation and save): 25 s asked, or more
+    # when the demo's minimum of 30 steps needed more on this machine.
+    budget = summary["budget"]
+    assert budget["requested_target_seconds"] == pytest.approx(25.0)
+    assert budget["target_seconds"] >= 25.0 and summary["global_step"] >= 1
+    if budget["target_seconds"] > 25.0:
+        assert budget["planned_steps"] == 30 and "raised from" in (output / "plan.md").read_text()
     split = json.loads((output / "data_split.json").read_text())
     assert len(split["eval_ids"]) == 8
 
@@ -240,52 +253,140 @@ def test_existing_checkpoints_need_resume_or_new_folder(demo_cache, tmp_dir, cap
 
 
 def test_offline_hub_failure_is_fast(tmp_dir):
-    """No network (an endpoint nobody listens on) and no offline variables: the default base model fails in seconds
-    with the offline options, instead of huggingface_hub's ~30 s of retries."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
+    """No network (an endpoint nobody listens on) and no offline variables: the default base model fails at once with
+    the offline options, instead of huggingface_hub's ~30 s of retries (which it announces: "Retrying in ...")."""
+    env = {k: v for k, v in checkout_env().items() if not k.endswith("_OFFLINE")}
     env["HF_ENDPOINT"] = "http://127.0.0.1:9"
-    began = time.time()
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--data", "demo", "--output_dir", str(tmp_dir / "o")],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    elapsed = time.time() - began
     assert result.returncode == 2, result.stderr[-2000:]
     assert "--model_size" in result.stderr and "--recipe demo" in result.stderr
-    assert elapsed < 25, elapsed  # interpreter start-up and imports included
+    assert "unreachable: offline mode" in result.stderr and "Retrying" not in result.stderr, result.stderr[-2000:]
 
 
-def test_sigkill_then_resume_reaches_the_planned_end(demo_cache, tmp_dir):
+# Runs the training script with the Trainer's checkpoint write held at step 8, after the weights and the optimizer
+# and before the RNG states and trainer_state.json, and says so in a file: the test kills the process there.
+STALLED_SAVE = """
+import os, runpy, sys, time
+import transformers
+
+original = transformers.Trainer._save_rng_state
+
+def stalled(self, output_dir):
+    if self.state.global_step == 8:
+        open(os.environ["STALLED_MARKER"], "w").close()
+        time.sleep(3600)
+    return original(self, output_dir)
+
+transformers.Trainer._save_rng_state = stalled
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_sigkill_during_a_checkpoint_write_then_resume_last(demo_cache, tmp_dir):
+    """SIGKILL while the Trainer writes checkpoint-8 leaves a folder with weights and optimizer but no
+    trainer_state.json (issue 18). `--resume_from_checkpoint last` skips it (and says so), sets it aside, resumes from
+    checkpoint-4 and reaches the planned end; the time budget's record in checkpoint-4 stays readable."""
     output = tmp_dir / "run"
-    flags = tiny_flags(output, demo_cache, max_steps=12, save_steps=4, eval_steps=4)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, str(SCRIPT), *flags], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    marker = tmp_dir / "stalled"
+    # A budget far longer than the run, so that the checkpoints carry the budget's record (`budget.json`).
+    budget = ["--target_hours", "1", "--budget_probe_steps", "2", "--budget_warmup_steps", "1"]
+    flags = tiny_flags(output, demo_cache, save_steps=4, eval_steps=4, synthesis_metrics="")
+    env = checkout_env(PYTHONUNBUFFERED="1", STALLED_MARKER=str(marker))
+    process = subprocess.Popen([sys.executable, "-c", STALLED_SAVE, str(SCRIPT), *flags, *budget], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        deadline = time.time() + 240
-        while not (output / "checkpoint-8" / "trainer_state.json").is_file():
+        deadline = time.monotonic() + 400
+        while not marker.exists():
             assert process.poll() is None, process.stderr.read()[-3000:]
-            assert time.time() < deadline, "no checkpoint-8 within 240 s"
+            assert time.monotonic() < deadline, "the run never reached the checkpoint at step 8"
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == -signal.SIGKILL
+    half = output / "checkpoint-8"
+    assert (half / "model.safetensors").is_file() and not (half / "trainer_state.json").exists()
+    with pytest.raises(ValueError, match="not a complete checkpoint"):
+        budget_spent(half)
+
     assert not (output / "run_summary.json").exists()
 
-    # Without --resume_from_checkpoint the folder is refused; with it the run continues to step 12.
-    assert subprocess.run([sys.executable, str(SCRIPT), *flags], env=env, capture_output=True).returncode == 2
-    resumed = subprocess.run([sys.executable, str(SCRIPT), *flags, "--resume_from_checkpoint", "last"], env=env,
-                             capture_output=True, text=True, timeout=400)  # fmt: skip
+    # Without --resume_from_checkpoint the folder is refused; with `last` the run continues to step 12.
+    flags = tiny_flags(output, demo_cache, max_steps=12, save_steps=4, eval_steps=4, synthesis_metrics="")
+    assert (
+        subprocess.run([sys.executable, str(SCRIPT), *flags], env=checkout_env(), capture_output=True).returncode == 2
+    )
+    resumed = subprocess.run([sys.executable, str(SCRIPT), *flags, "--resume_from_checkpoint", "last"],
+                             env=checkout_env(), capture_output=True, text=True, timeout=400)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert f"skipping {half}: it has no trainer_state.json" in log, log[-3000:]
+    assert f"resuming from {output / 'checkpoint-4'}" in log
+    # Set aside, not deleted; the Trainer's own rotation never sees it.
+    assert (output / "incomplete-checkpoint-8" / "model.safetensors").is_file()
     state = json.loads((output / "trainer_state.json").read_text())
-    assert state["global_step"] == 12
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     # The resumed run's history goes on from the checkpoint it started from, with no step twice.
     assert steps == sorted(set(steps)) and steps[-1] == 12
     summary = json.loads((output / "run_summary.json").read_text())
     assert summary["global_step"] == 12
     assert summary["discriminator"] == f"the one in {output / 'checkpoint-8'}, the checkpoint training resumes from"
+    # The history goes on from checkpoint-4's, with no step twice.
+    assert state["global_step"] == 12 and steps == sorted(set(steps)) and steps[-1] == 12, steps
+    assert (output / "checkpoint-8" / "trainer_state.json").is_file()  # written again, completely, this time
+    assert json.loads((output / "run_summary.json").read_text())["global_step"] == 12
     assert (output / "best_model" / "model.safetensors").is_file()
+    # The checkpoint the run resumed from kept the first run's budget record.
+    spent, step = budget_spent(output / "checkpoint-4")
+    assert step == 4 and spent > 0
+
+
+def test_an_incomplete_checkpoint_named_by_path_is_refused(demo_cache, tmp_dir, capsys):
+    output = tmp_dir / "run"
+    (output / "checkpoint-6").mkdir(parents=True)
+    (output / "checkpoint-6" / "trainer_state.json").write_text('{"global_step": 6, "log_hi')
+    argv = [*tiny_flags(output, demo_cache), "--resume_from_checkpoint", str(output / "checkpoint-6")]
+    assert train_vits.main(argv) == 2
+    error = capsys.readouterr().err
+    assert "trainer_state.json is unreadable or cut short" in error and "--resume_from_checkpoint last" in error
+    assert train_vits.main([*tiny_flags(output, demo_cache), "--resume_from_checkpoint", "last"]) == 2
+    assert "holds no complete checkpoint-* folder" in capsys.readouterr().err
+
+
+def test_the_demo_on_a_machine_too_slow_for_its_budget_trains_its_minimum_late(tmp_dir, monkeypatch, caplog):
+    """The busy-CPU case of issue 18, with a hand-made probe: 150 s already spent of the demo's 180 s, and 2.5 s per
+    step. The demo used to refuse; it now plans its 30 minimum steps with a raised budget, and warns."""
+    from types import SimpleNamespace
+
+    from kurdish_tts.cli import vits_training_run
+    from kurdish_tts.trainers.budget import StepTiming
+
+    timing = StepTiming(
+        seconds_per_step=2.5, median_seconds_per_step=2.5, samples_per_second=3.2, train_batch_size=8,
+        steps_per_epoch=9, eval_seconds=4.0, checkpoint_seconds=1.0, save_model_seconds=1.0, train_setup_seconds=1.0,
+        train_teardown_seconds=0.5, probe_seconds=110.0, step_seconds=[2.5],
+    )  # fmt: skip
+    monkeypatch.setattr(vits_training_run, "measure_step_time", lambda trainer, **kwargs: timing)
+    run = vits_training_run.VitsTrainingRun(
+        *train_vits.parse(["--recipe", "demo", "--output_dir", str(tmp_dir)]), started=time.time() - 150
+    )
+    run.synthesis_metrics = None
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    trainer = SimpleNamespace(args=run.args, pop_callback=lambda callback: None, add_callback=lambda callback: None)
+    with caplog.at_level("WARNING", logger="kurdish_tts.train_vits"):
+        plan = run.plan_budget(trainer, None, num_train_samples=72)
+    assert plan.steps == 30 and plan.requested_target_seconds == pytest.approx(180.0)
+    assert plan.target_seconds > 180.0 and plan.deadline > time.time() + 30 * 2.5
+    assert "too slow (or too busy) for --target_hours 0.05" in caplog.text and "30 steps" in caplog.text
+
+    # Without a minimum (every recipe but the demos), a budget that holds no step is refused, with what to do.
+    run.run_args.budget_min_steps = 0
+    run.started = time.time() - 178
+    with pytest.raises(train_vits.UsageError, match="pass --budget_min_steps N to train N steps anyway"):
+        run.plan_budget(trainer, None, num_train_samples=72)

@@ -90,8 +90,22 @@ def tiny_training_args(output_dir, **overrides):
     return VitsTrainingArguments(**{**values, **overrides})
 
 
-def torchrun(script, *script_args, nproc: int = 2, timeout: float = 300):
+def checkout_env(**overrides) -> dict[str, str]:
+    """The environment for a subprocess that must import the package from this checkout, wherever the editable
+    install points (a script's own folder, not the checkout, is first on its `sys.path`)."""
+    import os
+
+    import kurdish_tts
+
+    root = str(Path(kurdish_tts.__file__).parents[1])
+    pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": pythonpath, **overrides}
+
+
+def torchrun(script, *script_args, nproc: int = 2, timeout: float = 1200):
     """Run `script` in `nproc` CPU processes (gloo) under torchrun; returns the `CompletedProcess`.
+
+    `timeout` only guards against a hang: on a busy 2-core machine two processes take several times as long as alone.
 
     The processes import the package from this checkout, wherever the editable install points. The rendezvous uses
     an explicit free port: on `--master_port 0` (what `--standalone` picks) it can wait forever on this machine.

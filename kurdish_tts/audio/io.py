@@ -90,6 +90,13 @@ def read_audio(source: AudioSource) -> tuple[np.ndarray, int]:
     try:
         samples, rate = sf.read(target, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        if isinstance(target, str):
+            # libsndfile's own words can mislead: a damaged MP3 is "File does not exist or is not a regular file".
+            raise AudioDecodeError(
+                f"cannot decode audio {target} ({os.path.getsize(target):,} bytes): the file exists but is damaged, "
+                f"empty or not in a format libsndfile reads (WAV, FLAC, OGG/Vorbis, MP3); convert it, e.g. with "
+                f"`ffmpeg -i <file> <file>.wav` (libsndfile: {error})"
+            ) from error
         raise AudioDecodeError(f"cannot decode audio {_describe(source)}: {error}") from error
     return samples, int(rate)
 

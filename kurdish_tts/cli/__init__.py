@@ -7,6 +7,8 @@ is a shim over a module here, so the console command and the scripts cannot drif
 import importlib
 import sys
 
+from .entry_point import CommandParser, entry_point
+
 # subcommand -> module under kurdish_tts.cli; each module has `main(argv) -> int`.
 COMMANDS = {
     "prepare": "prepare_data",
@@ -22,14 +24,15 @@ COMMANDS = {
 }
 
 
-def parse_arguments(parser, argv: list[str] | None):
+def parse_arguments(parser: CommandParser, argv: list[str] | None):
     """Parse dataclasses from a single YAML recipe (`cmd recipe.yaml`) or from command-line flags."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(argv[0])
+        return parser.parse_yaml_recipe(argv[0])
     return parser.parse_args_into_dataclasses(args=argv)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
@@ -44,9 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kurdish-tts: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"kurdish_tts.cli.{COMMANDS[command]}")
+    # The name argparse shows in messages (`see \`kurdish-tts train --help\``) is taken from sys.argv[0].
+    sys.argv[0] = f"kurdish-tts {command}"
     if command in {"train", "train-xtts", "feedback"}:
-        from ..trainers.budget import process_start_time
+        from ..trainers.budget import program_start_time
 
-        # The time budget covers the whole process, start-up and imports included.
-        return module.main(rest, started=process_start_time())
+        # The time budget covers this program from its start, its imports included.
+        return module.main(rest, started=program_start_time())
     return module.main(rest)

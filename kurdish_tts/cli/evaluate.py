@@ -24,11 +24,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
 from ..data.arguments import DataArguments
-from ..data.sources import DataSourceError
+from ..errors import UsageError, read_text
 from ..evaluation.catalog import DEFAULT_TRIM_TOP_DB
+from .entry_point import CommandParser, check_output_folder, entry_point
 
 logger = logging.getLogger("kurdish_tts.evaluate")
 
@@ -83,12 +82,8 @@ class EvaluationArguments:
     seed: int = field(default=0, metadata={"help": "Seed of the synthesis noise."})
 
 
-class UsageError(ValueError):
-    """Bad arguments or inputs (exit status 2)."""
-
-
-def make_parser() -> HfArgumentParser:
-    return HfArgumentParser((DataArguments, EvaluationArguments), description=__doc__.splitlines()[0])
+def make_parser() -> CommandParser:
+    return CommandParser((DataArguments, EvaluationArguments), description=__doc__.splitlines()[0])
 
 
 def parse(argv: list[str] | None):
@@ -99,27 +94,24 @@ def parse(argv: list[str] | None):
     # Edge silence is trimmed from both the recording and the synthesized clip before scoring (DataArguments' flag).
     parser.set_defaults(trim_top_db=DEFAULT_TRIM_TOP_DB)
     data_args, eval_args, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    unknown = [arg for arg in rest if arg.startswith("-")]
-    if unknown:
-        raise UsageError(f"unknown option(s) {' '.join(unknown)}; see --help")
+    if any(arg.startswith("-") for arg in rest):
+        raise UsageError(parser.unknown_arguments_message(rest))
     if not rest:
         raise UsageError("name at least one MODEL_DIR (a model folder or a training run's output folder)")
     if eval_args.max_samples is not None and eval_args.max_samples < 1:
         raise UsageError(f"--max_samples must be at least 1, got {eval_args.max_samples}")
+    check_output_folder(eval_args.output_dir, "--output_dir")
     data_given = any(arg == "--data" or arg.startswith("--data=") for arg in argv)
     return data_args, eval_args, rest, data_given
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     # The package's progress at INFO; the HTTP client's per-request INFO lines would drown it.
     logging.getLogger("kurdish_tts").setLevel(logging.INFO)
-    try:
-        data_args, eval_args, model_dirs, data_given = parse(argv)
-        return run(data_args, eval_args, model_dirs, data_given=data_given)
-    except (UsageError, DataSourceError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    data_args, eval_args, model_dirs, data_given = parse(argv)
+    return run(data_args, eval_args, model_dirs, data_given=data_given)
 
 
 def run(data_args: DataArguments, eval_args: EvaluationArguments, model_dirs: list[str], *, data_given=True) -> int:
@@ -215,8 +207,8 @@ def _held_out_ids(runs, eval_args: EvaluationArguments) -> tuple[list[str] | Non
     """The clip ids to score, a sentence saying where they come from, and whether they are held out."""
     if eval_args.split_file is not None:
         try:
-            ids = json.loads(Path(eval_args.split_file).read_text(encoding="utf-8"))["eval_ids"]
-        except (OSError, ValueError, KeyError) as error:
+            ids = json.loads(read_text(eval_args.split_file))["eval_ids"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise UsageError(f"--split_file {eval_args.split_file}: not a data_split.json ({error})") from None
         return ids, f"Clips: the eval_ids of {eval_args.split_file}.", True
     if eval_args.all_clips:

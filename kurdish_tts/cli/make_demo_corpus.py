@@ -9,10 +9,9 @@ Make a bigger one elsewhere, e.g. for a full-size GPU run (no size limit unless 
     python scripts/make_demo_corpus.py --output_dir outputs/kmr_espeak_large --num_clips 2000
 """
 
-import argparse
 import sys
 
-from kurdish_tts.data.demo_corpus import (
+from ..data.demo_corpus import (
     DEFAULT_VOICES,
     DEMO_CORPUS_DIR,
     DEMO_MAX_BYTES,
@@ -21,10 +20,11 @@ from kurdish_tts.data.demo_corpus import (
     make_demo_corpus,
     read_sentences,
 )
+from .entry_point import OneLineArgumentParser, check_output_folder, entry_point
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def make_parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(
         prog="kurdish-tts make-demo-corpus",
         description="Synthesize an LJSpeech-style multi-speaker Kurmanji corpus with espeak-ng.",
     )
@@ -58,8 +58,10 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    check_output_folder(args.output_dir, "--output_dir")
     try:
         find_espeak()
     except FileNotFoundError as error:

@@ -6,22 +6,28 @@ python scripts/prepare_data.py --data /data/cv-corpus-kmr --tokenizer facebook/m
 
 from __future__ import annotations
 
-import sys
-
-from transformers import HfArgumentParser
+from pathlib import Path
 
 from ..data.arguments import DataArguments
 from ..data.preprocess import PreparedData, prepare_dataset
-from ..data.sources import DataSourceError
 from . import parse_arguments
+from .entry_point import CommandParser, check_output_folder, entry_point
 
 
-def make_parser() -> HfArgumentParser:
-    return HfArgumentParser(DataArguments, description=__doc__.splitlines()[0])
+def make_parser() -> CommandParser:
+    return CommandParser(DataArguments, description=__doc__.splitlines()[0])
 
 
 def prepare(data_args: DataArguments) -> PreparedData:
     """Load the source and tokenizer named by `data_args` and prepare (or reload) the cache."""
+    check_output_folder(data_args.cache_dir, "--cache_dir")
+    if any(
+        name not in {"demo", "kurmanji"} and not Path(name).exists() for name in (data_args.data, data_args.tokenizer)
+    ):
+        from ..offline import go_offline_if_hub_unreachable
+
+        # A Hub name without a network would otherwise spend ~30 s in huggingface_hub's retries before failing.
+        go_offline_if_hub_unreachable()
     source = data_args.load_source()
     tokenizer = data_args.load_tokenizer()
     return prepare_dataset(
@@ -38,29 +44,32 @@ def describe(prepared: PreparedData) -> str:
     info = prepared.info
     dropped = ", ".join(f"{count} {reason}" for reason, count in info["dropped"].items()) or "none"
     state = "reused cache" if prepared.from_cache else f"preprocessed in {info['preprocess_seconds']:.1f} s"
+    # Rows a source's own filter removed (the Common Voice vote filter) never reach preprocessing: say so here, or
+    # "kept 44 of 48" hides that the file had 50.
+    filtered = info["source"].get("filtered") or {}
+    removed = "".join(
+        f"; {count} rows removed before preprocessing by the {reason} filter"
+        for reason, count in filtered.items()
+        if count
+    )
     return (
         f"{info['source']['location']}: kept {info['kept']} of {info['samples']} clips "
-        f"({info['kept_hours'] * 60:.1f} min); dropped: {dropped}; {state}\n"
+        f"({info['kept_hours'] * 60:.1f} min); dropped: {dropped}{removed}; {state}\n"
         f"cache: {prepared.path} (dropped clips with reasons: {prepared.path / 'dropped.csv'})"
     )
 
 
-def prepare_and_describe(data_args: DataArguments) -> PreparedData | None:
-    """`prepare` for the command line: prints the summary, or the error and `None` when the source can't be read."""
-    try:
-        prepared = prepare(data_args)
-    except (DataSourceError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return None
+def prepare_and_describe(data_args: DataArguments) -> PreparedData:
+    """`prepare` for the command line: prints the summary."""
+    prepared = prepare(data_args)
     print(describe(prepared))
     return prepared
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     (data_args,) = parse_arguments(make_parser(), argv)
     prepared = prepare_and_describe(data_args)
-    if prepared is None:
-        return 2
     if not len(prepared.dataset):
         print("error: no clip survived preprocessing; run `kurdish-tts validate` with the same options to see why")
         return 1

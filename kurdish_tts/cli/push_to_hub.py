@@ -17,9 +17,9 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser
-
-from ..hub import HubPushError, RunFilesError, push_to_hub
+from ..errors import UsageError
+from ..hub import RunFilesError, push_to_hub
+from .entry_point import CommandParser, check_output_folder, entry_point
 
 
 @dataclass
@@ -57,23 +57,26 @@ class PushArguments:
     retry_wait: float = field(default=2.0, metadata={"help": "Seconds before the first retry (doubled after)."})
 
 
-def make_parser() -> HfArgumentParser:
-    return HfArgumentParser(PushArguments, description=__doc__.splitlines()[0])
+def make_parser() -> CommandParser:
+    return CommandParser(PushArguments, description=__doc__.splitlines()[0])
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     # The package's progress at INFO; the HTTP client's per-request INFO lines would drown it.
     logging.getLogger("kurdish_tts").setLevel(logging.INFO)
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, rest = make_parser().parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    unknown = [arg for arg in rest if arg.startswith("-")]
-    if unknown or len(rest) != 1:
-        problem = f"unknown option(s) {' '.join(unknown)}" if unknown else f"expected one MODEL_DIR, got {len(rest)}"
-        print(
-            f"error: {problem}; usage: push_to_hub.py MODEL_DIR --repo_id namespace/name [--dry_run]", file=sys.stderr
+    parser = make_parser()
+    args, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if any(arg.startswith("-") for arg in rest):
+        raise UsageError(parser.unknown_arguments_message(rest))
+    if len(rest) != 1:
+        raise UsageError(
+            f"expected one MODEL_DIR, got {len(rest)}; usage: push_to_hub.py MODEL_DIR --repo_id namespace/name "
+            "[--dry_run]"
         )
-        return 2
+    check_output_folder(args.upload_dir, "--upload_dir")
     try:
         result = push_to_hub(
             rest[0],
@@ -90,11 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             retry_wait=args.retry_wait,
         )
     except RunFilesError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except HubPushError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
+        raise UsageError(str(error)) from None
     if result.dry_run:
         print(f"Dry run: nothing was uploaded. The upload folder for {result.repo_id} is {result.folder}:")
         for name in result.files:

@@ -13,7 +13,6 @@ or not promoted (the message or the report says why), 2 bad arguments. `train --
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -21,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import UsageError
 from ..feedback import (
     FEEDBACK_TRAINING_DEFAULTS,
     FeedbackArguments,
@@ -32,10 +32,11 @@ from ..feedback import (
     find_pairs,
 )
 from ..text import KURMANJI_TOKENIZER_NAME, load_tokenizer
+from .entry_point import CommandParser, OneLineArgumentParser, entry_point
 
 
-def make_store_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train_feedback.py", description=__doc__.splitlines()[0])
+def make_store_parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser("add", help="validate one recording and its text, and add it")
     add.add_argument("--audio", required=True, help="The recording (any format soundfile reads).")
@@ -66,12 +67,12 @@ def make_store_parser() -> argparse.ArgumentParser:
 
 def make_train_parser():
     # Imported here: the training stack is not needed by the store's commands, which should start fast.
-    from transformers import HfArgumentParser
-
     from ..data.arguments import DataArguments
     from ..trainers.vits_arguments import VitsTrainingArguments
 
-    return HfArgumentParser((FeedbackArguments, DataArguments, VitsTrainingArguments), prog="train_feedback.py train")
+    return CommandParser(
+        (FeedbackArguments, DataArguments, VitsTrainingArguments), prog=f"{Path(sys.argv[0]).name} train"
+    )
 
 
 def parse_train(argv: list[str]):
@@ -82,7 +83,7 @@ def parse_train(argv: list[str]):
     """
     from ..data.arguments import DataArguments
     from ..recipes import RecipeError, load_recipe
-    from .train_vits import UsageError, _recipe_in
+    from .train_vits import _recipe_in
 
     parser = make_train_parser()
     parser.set_defaults(**FEEDBACK_TRAINING_DEFAULTS)
@@ -94,7 +95,7 @@ def parse_train(argv: list[str]):
         if unknown:
             raise RecipeError(f"recipe {recipe!r} sets unknown arguments: {', '.join(unknown)}")
         parser.set_defaults(**recipe_values)
-    feedback_args, _, _ = _parse(parser, argv)
+    feedback_args, _, _ = parser.parse_args_into_dataclasses(args=argv)
     # Heavy (the training stack), so only after the flags were checked.
     from ..feedback.lineage import resolve_lineage
     from ..feedback.train import RUNS_DIR
@@ -118,52 +119,20 @@ def parse_train(argv: list[str]):
         suffix += 1
         output_dir = store.root / RUNS_DIR / f"{stamp}-{suffix}"
     parser.set_defaults(**{"output_dir": str(output_dir), **recipe_values})
-    feedback_args, data_args, training_args = _parse(parser, argv)
+    feedback_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if training_args.world_size > 1:
         # Promotion and the store's versions are written by one process; a feedback fine-tune is short anyway.
         raise UsageError("train runs as one process: start it with `python scripts/train_feedback.py train`")
     return feedback_args, data_args, training_args, store, lineage
 
 
-def _parse(parser, argv: list[str]):
-    from .train_vits import UsageError
-
-    try:
-        return parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as error:
-        # The dataclasses' own checks (a negative --replay_ratio, a negative loss weight).
-        raise UsageError(str(error)) from error
-
-
 def train(argv: list[str], started: float | None = None) -> int:
-    from ..data.sources import DataSourceError
-    from ..recipes import RecipeError
-    from .train_vits import UsageError
-
     started = time.time() if started is None else started
-    try:
-        feedback_args, data_args, training_args, store, lineage = parse_train(argv)
-    except SystemExit as exit_:
-        # argparse's own errors (unknown flag, bad choice) and --help.
-        return int(exit_.code or 0)
-    except (UsageError, RecipeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except FeedbackError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    feedback_args, data_args, training_args, store, lineage = parse_train(argv)
     from ..feedback.train import FeedbackTraining
-    from .vits_training_run import DataUnusable
 
-    try:
-        run = FeedbackTraining(store, lineage, feedback_args, data_args, training_args, started=started)
-        return run.execute()
-    except (UsageError, DataSourceError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (FeedbackError, DataUnusable) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    run = FeedbackTraining(store, lineage, feedback_args, data_args, training_args, started=started)
+    return run.execute()
 
 
 def add(args) -> int:
@@ -174,11 +143,9 @@ def add(args) -> int:
             args.tokenizer or (str(current) if current is not None else KURMANJI_TOKENIZER_NAME)
         )
     except OSError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(str(error)) from None
     if args.command == "add-dir" and not Path(args.directory).is_dir():
-        print(f"error: {args.directory} is not a folder; give the folder of x.wav + x.txt pairs", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.directory} is not a folder; give the folder of x.wav + x.txt pairs")
     config = FeedbackValidationConfig(
         **{option.name: getattr(args, option.name) for option in dataclasses.fields(FeedbackValidationConfig)}
     )
@@ -269,6 +236,7 @@ def rollback(args) -> int:
 HANDLERS = {"add": add, "add-dir": add, "list": list_items, "stats": stats, "remove": remove, "rollback": rollback}
 
 
+@entry_point
 def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -279,20 +247,13 @@ def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
     # With no command (or only options) the script does what its name says.
     if not argv or argv[0].startswith("-") or argv[0] == "train":
         if started is None and from_command_line:
-            from ..trainers.budget import process_start_time
+            from ..trainers.budget import program_start_time
 
-            # As for train_vits.py: --target_minutes covers the whole process, start-up and imports included.
-            started = process_start_time()
+            # As for train_vits.py: --target_minutes covers this program from its start, its imports included.
+            started = program_start_time()
         return train(argv[1:] if argv and argv[0] == "train" else argv, started)
-    try:
-        args = make_store_parser().parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    try:
-        return HANDLERS[args.command](args)
-    except FeedbackError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    args = make_store_parser().parse_args(argv)
+    return HANDLERS[args.command](args)
 
 
 if __name__ == "__main__":

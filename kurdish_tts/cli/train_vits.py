@@ -17,16 +17,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
 from ..data.arguments import DataArguments
-from ..data.sources import DataSourceError
+from ..errors import UsageError
 from ..evaluation.catalog import LOWER_IS_BETTER, METRIC_GROUPS, metric_keys, parse_metric_groups
 from ..hub import HubUsageError, check_repo_id
 from ..recipes import RecipeError, load_recipe
 from ..text import KURMANJI_TOKENIZER_NAME
-from ..trainers.budget import process_start_time
+from ..trainers.budget import program_start_time
 from ..trainers.vits_arguments import VitsTrainingArguments
+from .entry_point import CommandParser, check_output_folder, entry_point
 
 logger = logging.getLogger("kurdish_tts.train_vits")
 
@@ -110,6 +109,14 @@ class RunArguments:
     eval_samples: int = field(default=100, metadata={"help": "Clips held out for evaluation (at most 10 %%)."})
     budget_probe_steps: int = field(default=20, metadata={"help": "Steps timed to plan the budget."})
     budget_warmup_steps: int = field(default=5, metadata={"help": "Steps run before timing starts."})
+    budget_min_steps: int = field(
+        default=0,
+        metadata={
+            "help": "With --target_hours: train at least this many steps. On a machine too slow (or busy) for them "
+            "in the budget, the run trains them anyway and ends late, with a warning, instead of refusing (the demo "
+            "recipes set it). 0 refuses a budget that cannot hold a single step."
+        },
+    )
     nan_max_recoveries: int = field(default=3, metadata={"help": "Give up after this many NaN recoveries."})
     nan_lr_factor: float = field(default=0.5, metadata={"help": "Multiply the learning rate by this on recovery."})
     sample_text: str = field(default=SAMPLE_SENTENCE, metadata={"help": "Sentence synthesized at the end."})
@@ -139,15 +146,11 @@ class RunArguments:
     )
 
 
-def make_parser() -> HfArgumentParser:
-    return HfArgumentParser(
+def make_parser() -> CommandParser:
+    return CommandParser(
         (VitsModelArguments, DataArguments, RunArguments, VitsTrainingArguments),
         description=__doc__.splitlines()[0],
     )
-
-
-class UsageError(ValueError):
-    """Bad arguments or inputs: the message says what was wrong and what to do (exit status 2)."""
 
 
 def parse(argv: list[str] | None = None):
@@ -193,6 +196,8 @@ def _recipe_in(argv: list[str]) -> str | None:
 
 
 def _check(model_args: VitsModelArguments, data_args: DataArguments, run_args: RunArguments, training_args) -> None:
+    check_output_folder(training_args.output_dir, "--output_dir")
+    check_output_folder(data_args.cache_dir, "--cache_dir")
     if run_args.target_hours is not None and not run_args.target_hours > 0:
         raise UsageError(f"--target_hours must be a positive number of hours, got {run_args.target_hours}")
     if run_args.eval_samples < 1:
@@ -205,6 +210,8 @@ def _check(model_args: VitsModelArguments, data_args: DataArguments, run_args: R
         raise UsageError(f"--min_speaker_clips must be at least 1, got {model_args.min_speaker_clips}")
     if not 0 < run_args.nan_lr_factor <= 1:
         raise UsageError(f"--nan_lr_factor must be in (0, 1], got {run_args.nan_lr_factor}")
+    if run_args.budget_min_steps < 0:
+        raise UsageError(f"--budget_min_steps must not be negative, got {run_args.budget_min_steps}")
     _check_synthesis_metrics(run_args, training_args)
     if training_args.push_to_hub:
         # The Trainer's default repository name: the output folder's.
@@ -256,26 +263,21 @@ def _check_synthesis_metrics(run_args: RunArguments, training_args) -> None:
         )
 
 
+@entry_point
 def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
-    # From the command line the budget covers the whole process, the interpreter's start-up and imports included;
-    # called from Python (with `argv`), it starts now.
+    # From the command line the budget covers this program from its start, its imports included; called from Python
+    # (with `argv`), it starts now.
     if started is None:
-        started = process_start_time() if argv is None else time.time()
+        started = program_start_time() if argv is None else time.time()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        model_args, data_args, run_args, training_args = parse(argv)
-    except (UsageError, RecipeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    model_args, data_args, run_args, training_args = parse(argv)
     # Heavy imports after argument checks, so `--help` and bad flags answer at once.
-    from .vits_training_run import VitsTrainingRun
+    from .vits_training_run import VitsTrainingRun, leave_process_group
 
-    try:
-        run = VitsTrainingRun(model_args, data_args, run_args, training_args, started=started)
-        return run.execute()
-    except (UsageError, DataSourceError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    run = VitsTrainingRun(model_args, data_args, run_args, training_args, started=started)
+    code = run.execute()
+    leave_process_group()
+    return code
 
 
 if __name__ == "__main__":

@@ -18,16 +18,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
 from ..data.arguments import DataArguments
-from ..data.sources import DataSourceError
+from ..errors import UsageError
 from ..evaluation.catalog import LOWER_IS_BETTER
 from ..recipes import RecipeError, load_recipe
 from ..text import KURMANJI_TOKENIZER_NAME
-from ..trainers.budget import process_start_time
+from ..trainers.budget import program_start_time
 from ..trainers.xtts_arguments import XttsTrainingArguments
-from .train_vits import RunArguments, UsageError, _check_synthesis_metrics, _recipe_in
+from .entry_point import CommandParser, check_output_folder, entry_point
+from .train_vits import RunArguments, _check_synthesis_metrics, _recipe_in
 
 logger = logging.getLogger("kurdish_tts.train_xtts")
 
@@ -64,8 +63,8 @@ class XttsModelArguments:
     )
 
 
-def make_parser() -> HfArgumentParser:
-    return HfArgumentParser(
+def make_parser() -> CommandParser:
+    return CommandParser(
         (XttsModelArguments, DataArguments, RunArguments, XttsTrainingArguments),
         description=__doc__.splitlines()[0],
     )
@@ -90,11 +89,7 @@ def parse(argv: list[str] | None = None):
         if unknown:
             raise RecipeError(f"recipe {recipe!r} sets unknown arguments: {', '.join(unknown)}")
         parser.set_defaults(**{"output_dir": f"runs/{Path(recipe).stem}", **values})
-    try:
-        model_args, data_args, run_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as error:
-        # XttsTrainingArguments' validation: the message names the argument and the allowed values.
-        raise UsageError(str(error)) from error
+    model_args, data_args, run_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     # TrainingArguments takes every metric not ending in "loss" to be higher-is-better; ours are not.
     given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")} | set(values)
     selected = (training_args.metric_for_best_model or "").removeprefix("eval_")
@@ -109,6 +104,8 @@ def parse(argv: list[str] | None = None):
 
 
 def _check(model_args: XttsModelArguments, data_args: DataArguments, run_args: RunArguments, training_args) -> None:
+    check_output_folder(training_args.output_dir, "--output_dir")
+    check_output_folder(data_args.cache_dir, "--cache_dir")
     if (model_args.model_size is None) == (model_args.model_name_or_path is None):
         raise UsageError(
             "give exactly one of --model_size tiny|small|base (random init) and --model_name_or_path DIR (continue "
@@ -122,6 +119,8 @@ def _check(model_args: XttsModelArguments, data_args: DataArguments, run_args: R
         )
     if not 0 < run_args.nan_lr_factor <= 1:
         raise UsageError(f"--nan_lr_factor must be in (0, 1], got {run_args.nan_lr_factor}")
+    if run_args.budget_min_steps < 0:
+        raise UsageError(f"--budget_min_steps must not be negative, got {run_args.budget_min_steps}")
     if training_args.push_to_hub:
         raise UsageError(
             "--push_to_hub is not supported for XTTS runs yet (the model card and push are VITS-specific); push the "
@@ -130,24 +129,20 @@ def _check(model_args: XttsModelArguments, data_args: DataArguments, run_args: R
     _check_synthesis_metrics(run_args, training_args)
 
 
+@entry_point
 def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
     if started is None:
-        started = process_start_time() if argv is None else time.time()
+        started = program_start_time() if argv is None else time.time()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        model_args, data_args, run_args, training_args = parse(argv)
-    except (UsageError, RecipeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    model_args, data_args, run_args, training_args = parse(argv)
     # Heavy imports after argument checks, so `--help` and bad flags answer at once.
+    from .vits_training_run import leave_process_group
     from .xtts_training_run import XttsTrainingRun
 
-    try:
-        run = XttsTrainingRun(model_args, data_args, run_args, training_args, started=started)
-        return run.execute()
-    except (UsageError, DataSourceError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    run = XttsTrainingRun(model_args, data_args, run_args, training_args, started=started)
+    code = run.execute()
+    leave_process_group()
+    return code
 
 
 if __name__ == "__main__":

@@ -12,11 +12,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
 from ..data.arguments import DataArguments
-from ..data.validate import ValidationConfig, validate_statistics
+from ..data.validate import ValidationConfig, validate_prepared
 from . import parse_arguments
+from .entry_point import CommandParser, check_output_folder, entry_point
 from .prepare_data import prepare_and_describe
 
 
@@ -27,16 +26,16 @@ class ReportArguments:
     )
 
 
-def make_parser() -> HfArgumentParser:
-    return HfArgumentParser((DataArguments, ValidationConfig, ReportArguments), description=__doc__.splitlines()[0])
+def make_parser() -> CommandParser:
+    return CommandParser((DataArguments, ValidationConfig, ReportArguments), description=__doc__.splitlines()[0])
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     data_args, validation_config, report_args = parse_arguments(make_parser(), argv)
+    check_output_folder(report_args.report_dir, "--report_dir")
     prepared = prepare_and_describe(data_args)
-    if prepared is None:
-        return 2
-    report = validate_statistics(prepared.statistics, validation_config)
+    report = validate_prepared(prepared, validation_config)
     paths = report.save(Path(report_args.report_dir) if report_args.report_dir else prepared.path / "report")
     print()
     print(report.to_markdown())

@@ -33,7 +33,8 @@ from ..data.speakers import (
     select_speaker,
     speaker_table,
 )
-from ..data.validate import ValidationConfig, validate_statistics
+from ..data.validate import ValidationConfig, validate_prepared
+from ..errors import UsageError, UserError
 from ..evaluation.plots import loss_curve_figure, save_figure
 from ..hub import HubPushError, RunFilesError, push_to_hub, take_hub_push
 from ..models.vits import VitsForTraining
@@ -67,9 +68,9 @@ from ..trainers import (
     plan_run,
 )
 from ..trainers.budget import BUDGET_NAME
+from ..trainers.checkpoints import checkpoint_problem, latest_complete_checkpoint, set_aside
 from ..trainers.synthesis_metrics import SynthesisMetricsCallback
 from .prepare_data import describe
-from .train_vits import UsageError
 
 logger = logging.getLogger("kurdish_tts.train_vits")
 
@@ -150,8 +151,10 @@ class VitsTrainingRun:
     def checkpoint_to_resume(self) -> str | None:
         """The checkpoint named by `--resume_from_checkpoint` (a path, or `last`), or `None` for a new run.
 
-        A new run refuses an output folder that already holds checkpoints: mixing two runs' checkpoints, budget and
-        best model would make each of them wrong.
+        `last` is the newest *complete* checkpoint: a run killed while the Trainer was writing one leaves a folder
+        without its `trainer_state.json` (written last), which is skipped, said so, and set aside as
+        `incomplete-checkpoint-N` (nothing is deleted). A new run refuses an output folder that already holds
+        checkpoints: mixing two runs' checkpoints, budget and best model would make each of them wrong.
         """
         requested = self.args.resume_from_checkpoint
         existing = get_last_checkpoint(str(self.output_dir)) if self.output_dir.is_dir() else None
@@ -162,15 +165,30 @@ class VitsTrainingRun:
                     f"--resume_from_checkpoint last, or start a new one with another --output_dir"
                 )
             return None
+        complete, incomplete = latest_complete_checkpoint(self.output_dir)
         if str(requested).lower() in {"last", "true", "yes"}:
-            if existing is None:
-                raise UsageError(
-                    f"--resume_from_checkpoint {requested}: {self.output_dir} holds no {PREFIX_CHECKPOINT_DIR}-* "
-                    "folder to resume from"
+            for folder, problem in incomplete:
+                moved = set_aside(folder) if self.is_main else folder
+                logger.warning(
+                    f"skipping {folder}: {problem}. Moved to {moved.name}, which nothing reads; delete it when you like"
+                    if moved != folder
+                    else f"skipping {folder}: {problem}"
                 )
-            return existing
-        if not (Path(requested) / "trainer_state.json").is_file():
-            raise UsageError(f"--resume_from_checkpoint {requested}: not a checkpoint folder (no trainer_state.json)")
+            if complete is None:
+                raise UsageError(
+                    f"--resume_from_checkpoint {requested}: {self.output_dir} holds no complete "
+                    f"{PREFIX_CHECKPOINT_DIR}-* folder to resume from; start again with another --output_dir (or "
+                    "without --resume_from_checkpoint once the folder is emptied)"
+                )
+            self.say(f"resuming from {complete}" + (" (the newest complete checkpoint)" if incomplete else ""))
+            return str(complete)
+        problem = checkpoint_problem(requested) if Path(requested).is_dir() else "it is not a folder"
+        if problem is not None:
+            newest = f" (it would pick {complete})" if complete is not None else ""
+            raise UsageError(
+                f"--resume_from_checkpoint {requested} cannot be resumed from: {problem}; resume from the newest "
+                f"complete checkpoint with --resume_from_checkpoint last{newest}"
+            )
         return str(requested)
 
     # 2. Data
@@ -206,7 +224,7 @@ class VitsTrainingRun:
                 overwrite=data_args.overwrite_cache,
             )
         self.say(describe(prepared))
-        report = validate_statistics(prepared.statistics, ValidationConfig())
+        report = validate_prepared(prepared, ValidationConfig())
         if self.is_main:
             self.report_paths = report.save(self.output_dir / "data_report")
             self.say(f"data report: {self.report_paths.get('markdown', self.output_dir / 'data_report')}")
@@ -384,14 +402,29 @@ class VitsTrainingRun:
             timing = dataclasses.replace(timing, eval_seconds=timing.eval_seconds + seconds / every)
             final += seconds
         elapsed = time.time() - self.started
-        common = {"args": self.args, "num_train_samples": num_train_samples, "final_overhead_seconds": final}
+        common = {
+            "args": self.args,
+            "num_train_samples": num_train_samples,
+            "final_overhead_seconds": final,
+            "min_steps": self.run_args.budget_min_steps,
+        }
         try:
             if checkpoint is None:
                 plan = plan_run(timing, target, elapsed_seconds=elapsed, **common)
             else:
                 plan = plan_remaining(timing, target, checkpoint=checkpoint, elapsed_seconds=elapsed, **common)
         except ValueError as error:
-            raise UsageError(str(error)) from error
+            raise UsageError(
+                f"{error}; raise --target_hours, or pass --budget_min_steps N to train N steps anyway and end late"
+            ) from error
+        if plan.requested_target_seconds is not None:
+            logger.warning(
+                f"this machine is too slow (or too busy) for --target_hours {self.run_args.target_hours:g}: "
+                f"{plan.elapsed_seconds:.0f} s were spent before training and a step takes {plan.seconds_per_step:.2f} "
+                f"s, so the {plan.steps - plan.start_step} steps of --budget_min_steps end about "
+                f"{plan.target_seconds - plan.requested_target_seconds:.0f} s after the "
+                f"{plan.requested_target_seconds:.0f} s asked for"
+            )
         apply_plan(trainer, plan)
         self.plan = plan
         if self.is_main:
@@ -444,6 +477,7 @@ class VitsTrainingRun:
             self.mel_config()
             with self.args.main_process_first(desc="fetching the discriminator"):
                 _ = self.discriminator_source
+        created = self.is_main and not self.output_dir.exists()
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -451,6 +485,11 @@ class VitsTrainingRun:
         except DataUnusable as error:
             print(f"error: {error}")
             return 1
+        except BaseException:
+            # A source that cannot be read (a wrong --data path) must not leave an empty run folder behind.
+            if created and not any(self.output_dir.iterdir()):
+                self.output_dir.rmdir()
+            raise
         tokenizer = self.tokenizer
         dataset, speaker_to_id = self.choose_speakers(prepared.dataset)
         train, evaluation = self.split(dataset)
@@ -577,18 +616,29 @@ class VitsTrainingRun:
             actual = finished - self.plan.started_at
             summary["budget"] = {
                 "target_seconds": self.plan.target_seconds,
+                "requested_target_seconds": self.plan.requested_target_seconds or self.plan.target_seconds,
                 "planned_seconds": self.plan.elapsed_seconds + self.plan.predicted_seconds,
                 "actual_seconds": actual,
                 "deviation": actual / self.plan.target_seconds - 1,
                 "planned_steps": self.plan.steps,
                 "stopped_early": bool(budget.get("stopped_early", False)),
             }
+            raised = self.plan.requested_target_seconds
             lines.append(
                 f"  budget     : {actual / 60:.1f} min of {self.plan.target_seconds / 60:.1f} min "
                 f"({summary['budget']['deviation']:+.1%}); {trainer.state.global_step} of {self.plan.steps} planned steps"
+                + (f"; raised from {raised / 60:.1f} min for the minimum steps on this machine" if raised else "")
             )
         print("\n".join(lines), flush=True)
         return summary
+
+
+def leave_process_group() -> None:
+    """End this process's part in a distributed run before the interpreter's shutdown does: a gloo group destroyed
+    there, after a peer has already closed its end, can abort the process ("terminate called without an active
+    exception") on a busy machine, turning a finished run into exit status -6."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _hardware(args) -> str:
@@ -620,8 +670,10 @@ def offline_message(name: str, error: Exception) -> str:
     )
 
 
-class DataUnusable(RuntimeError):
-    """The validation report found the prepared data unusable."""
+class DataUnusable(UserError, RuntimeError):
+    """The validation report found the prepared data unusable (exit status 1)."""
+
+    exit_code = 1
 
 
 def _read_json(path: Path) -> dict | None:

@@ -20,7 +20,7 @@ from .speakers import (
     select_speaker,
     speaker_table,
 )
-from .validate import ValidationConfig, ValidationReport, validate_statistics
+from .validate import ValidationConfig, ValidationReport, validate_prepared, validate_statistics
 
 __all__ = [
     "DataArguments",
@@ -43,5 +43,6 @@ __all__ = [
     "save_speaker_map",
     "select_speaker",
     "speaker_table",
+    "validate_prepared",
     "validate_statistics",
 ]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from transformers import AutoConfig, VitsConfig
 
 from ..audio.features import MelConfig
+from ..errors import UsageError
 from ..text import KURMANJI_TOKENIZER_NAME, load_tokenizer
 from .preprocess import PreprocessConfig
 from .sources import DEFAULT_HUB_DATASET, LoadedSource, load_source
@@ -92,7 +93,11 @@ class DataArguments:
         return load_source(self.data, self.data_kind, **options)
 
     def load_tokenizer(self):
-        return load_tokenizer(self.tokenizer)
+        try:
+            return load_tokenizer(self.tokenizer)
+        except OSError as error:
+            # The message already says what to do offline; it is about an argument, so it is a usage error.
+            raise UsageError(f"--tokenizer {self.tokenizer}: {error}") from None
 
     def mel_config(self) -> MelConfig:
         """The model's STFT geometry when the tokenizer names a VITS model, MMS defaults otherwise."""

@@ -29,6 +29,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path, write_text_atomically
+from ..errors import read_text
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 DEMO_CORPUS_DIR = DEMO_DIR / "corpus"
@@ -120,7 +121,7 @@ def read_sentences(path: str | os.PathLike) -> list[str]:
     Returns:
         `list[str]`: the sentences, stripped of surrounding whitespace, in file order.
     """
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 

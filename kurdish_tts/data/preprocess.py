@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import time
+import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -278,11 +279,12 @@ def process_sample(sample_id: str, audio, raw_text: str, speaker: str, *, tokeni
         return drop("too_long", f"{row['duration']:.2f} s > max_duration {config.max_duration} s")
     if row["rms_db"] < config.min_rms_db:
         return drop("silent_audio", f"RMS {row['rms_db']:.1f} dBFS < min_rms_db {config.min_rms_db}")
+    # Before the empty-text check: a text whose letters are all unspeakable (Sorani in Arabic script, say) is empty
+    # only because of them, and its reason is theirs.
+    if normalized.removed_letters and (config.drop_unknown_letters or not normalized.text.strip()):
+        return drop("unknown_characters", unknown_letters_message(normalized.removed_letters))
     if not normalized.text.strip():
         return drop("empty_text", "no speakable characters left after normalization")
-    if config.drop_unknown_letters and normalized.removed_letters:
-        letters = "".join(sorted(normalized.removed_letters))
-        return drop("unknown_characters", f"the tokenizer cannot speak {letters!r}")
     input_ids = encode(normalized.text, tokenizer)
     row["input_ids"], row["input_length"] = input_ids, len(input_ids)
     if len(input_ids) > config.max_input_length:
@@ -299,6 +301,22 @@ def process_sample(sample_id: str, audio, raw_text: str, speaker: str, *, tokeni
         num_frames=mel.shape[-1],
     )
     return row
+
+
+def unknown_letters_message(letters) -> str:
+    """What a text's unspeakable letters are, naming a script other than Latin (the model reads Kurmanji in Latin
+    letters: text in Arabic script, such as Sorani, is another writing system, not a few odd characters)."""
+    text = "".join(sorted(letters))
+    scripts = sorted(
+        {unicodedata.name(char, "UNKNOWN").split(" ")[0].title() for char in text if char.isalpha()} - {"Latin"}
+    )
+    message = f"the tokenizer cannot speak {text!r}"
+    if scripts:
+        message += (
+            f" ({', '.join(scripts)} script: this model reads Kurmanji in Latin letters; transliterate the text or "
+            "leave the clip out)"
+        )
+    return message
 
 
 def _process_batch(batch: dict, *, tokenizer, allowed, config: PreprocessConfig) -> dict:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from collections import Counter
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import datasets
 from datasets import Audio, Dataset, Features, Value
+
+from ..errors import InputFileError, read_text
 
 # The audio column has the Arrow layout of `Audio(decode=False)` ({"bytes", "path"}) but is declared as a plain struct:
 # datasets >= 4 imports torchcodec to *encode* any `Audio` value, even a bare path, and this package avoids torchcodec.
@@ -37,7 +40,7 @@ DEFAULT_SPEAKER = "speaker_0"
 COMMON_VOICE_SPLITS = ("validated", "train", "dev", "test", "other", "invalidated")
 
 
-class DataSourceError(ValueError):
+class DataSourceError(InputFileError):
     """A data source cannot be read; the message says what was expected and how to fix it."""
 
 
@@ -114,26 +117,25 @@ def load_ljspeech(directory: str | os.PathLike, *, default_speaker: str = DEFAUL
         raise DataSourceError(f"{root} is not an LJSpeech folder: {metadata} is missing (expected lines `file|text`)")
     rows: dict[str, list] = {"id": [], "audio": [], "text": [], "speaker": []}
     seen: Counter = Counter()
-    with metadata.open(encoding="utf-8-sig", newline="") as handle:
-        for line in handle:
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("|")
-            name = fields[0].strip()
-            text = fields[1] if len(fields) > 1 else ""
-            if len(fields) > 2 and fields[2].strip():
-                text = fields[2]
-            speaker = fields[3].strip() if len(fields) > 3 and fields[3].strip() else default_speaker
-            sample_id = Path(name).stem if Path(name).suffix else name
-            seen[sample_id] += 1
-            if seen[sample_id] > 1:
-                # Ids must stay unique (quarantine lists and reports refer to them); keep the row, mark the repeat.
-                sample_id = f"{sample_id}#{seen[sample_id]}"
-            rows["id"].append(sample_id)
-            rows["audio"].append(str(_resolve_ljspeech_audio(root, name)))
-            rows["text"].append(text.strip())
-            rows["speaker"].append(speaker)
+    for line in read_text(metadata, error=DataSourceError).split("\n"):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        name = fields[0].strip()
+        text = fields[1] if len(fields) > 1 else ""
+        if len(fields) > 2 and fields[2].strip():
+            text = fields[2]
+        speaker = fields[3].strip() if len(fields) > 3 and fields[3].strip() else default_speaker
+        sample_id = Path(name).stem if Path(name).suffix else name
+        seen[sample_id] += 1
+        if seen[sample_id] > 1:
+            # Ids must stay unique (quarantine lists and reports refer to them); keep the row, mark the repeat.
+            sample_id = f"{sample_id}#{seen[sample_id]}"
+        rows["id"].append(sample_id)
+        rows["audio"].append(str(_resolve_ljspeech_audio(root, name)))
+        rows["text"].append(text.strip())
+        rows["speaker"].append(speaker)
     if not rows["id"]:
         raise DataSourceError(f"{metadata} has no rows; expected lines `file|text`")
     return _from_rows(rows, "ljspeech", str(root), {"default_speaker": default_speaker})
@@ -175,7 +177,7 @@ def load_common_voice(
                 f"{table} not found: not a Common Voice release folder, or no split {name!r} "
                 f"(present: {', '.join(present) or 'no .tsv files'})"
             )
-        with table.open(encoding="utf-8", newline="") as handle:
+        with io.StringIO(read_text(table, error=DataSourceError), newline="") as handle:
             reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
             missing = {"path", "sentence"} - set(reader.fieldnames or [])
             if missing:
@@ -333,11 +335,20 @@ def _open_audiofolder(root: Path) -> Dataset:
     audiofolder builder, which encodes every clip through torchcodec. The audio column is named `audio`."""
     csv_file, jsonl_file = root / "metadata.csv", root / "metadata.jsonl"
     if csv_file.is_file():
-        with csv_file.open(encoding="utf-8-sig", newline="") as handle:
+        with io.StringIO(read_text(csv_file, error=DataSourceError), newline="") as handle:
             records = list(csv.DictReader(handle))
     elif jsonl_file.is_file():
-        with jsonl_file.open(encoding="utf-8") as handle:
-            records = [json.loads(line) for line in handle if line.strip()]
+        records = []
+        for number, line in enumerate(read_text(jsonl_file, error=DataSourceError).split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise DataSourceError(
+                    f"{jsonl_file}, line {number}, is not valid JSON ({error}); each line must be one JSON object "
+                    'such as {"file_name": "a.wav", "sentence": "..."}: fix or delete that line'
+                ) from None
     else:
         raise DataSourceError(
             f"{root} is not a dataset folder: expected metadata.csv/metadata.jsonl with a `file_name` column "
@@ -395,8 +406,9 @@ def _detect_kind(path: Path) -> str:
     if path.is_dir():
         metadata = path / "metadata.csv"
         if metadata.is_file():
-            with metadata.open(encoding="utf-8-sig") as handle:
-                first = handle.readline()
+            with metadata.open("rb") as handle:
+                # Only to tell the layouts apart: an encoding problem is reported by the reader of the whole file.
+                first = handle.readline().decode("utf-8", errors="replace")
             return "audiofolder" if "file_name" in first.split(",")[0] else "ljspeech"
         if any((path / f"{name}.tsv").is_file() for name in COMMON_VOICE_SPLITS):
             return "common_voice"

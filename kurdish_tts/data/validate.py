@@ -268,6 +268,13 @@ class ValidationReport:
             FAIL and WARN messages.
         config (`ValidationConfig`):
             The thresholds used.
+        source_filtered (`dict[str, int]`):
+            Rows the source's own filters removed before preprocessing (the Common Voice vote filter: `{"votes": n}`);
+            they are not among `total_clips`.
+        sampling_rate (`int`, *optional*):
+            The rate the clips were resampled to (the model's); clips recorded below it were upsampled.
+        upsampled (`FlaggedClips`, *optional*):
+            Kept clips recorded below `sampling_rate` (their `value` is the recording's rate).
     """
 
     total_clips: int
@@ -292,6 +299,9 @@ class ValidationReport:
     problems: list[str]
     warnings: list[str]
     config: ValidationConfig
+    source_filtered: dict[str, int] = field(default_factory=dict)
+    sampling_rate: int | None = None
+    upsampled: FlaggedClips | None = None
 
     @property
     def is_usable(self) -> bool:
@@ -334,7 +344,25 @@ class ValidationReport:
         return paths
 
 
-def validate_statistics(stats: datasets.Dataset, config: ValidationConfig | None = None) -> ValidationReport:
+def validate_prepared(prepared, config: ValidationConfig | None = None) -> ValidationReport:
+    """`validate_statistics` of a prepared cache (`kurdish_tts.data.prepare_dataset`'s result), with what only its
+    record knows: the rows the source's filters removed, and the rate the clips were resampled to."""
+    info = prepared.info
+    return validate_statistics(
+        prepared.statistics,
+        config,
+        source_filtered=info.get("source", {}).get("filtered"),
+        sampling_rate=info.get("config", {}).get("mel", {}).get("sampling_rate"),
+    )
+
+
+def validate_statistics(
+    stats: datasets.Dataset,
+    config: ValidationConfig | None = None,
+    *,
+    source_filtered: dict[str, int] | None = None,
+    sampling_rate: int | None = None,
+) -> ValidationReport:
     """
     Validate a preprocessed dataset from its per-sample statistics table.
 
@@ -346,6 +374,10 @@ def validate_statistics(stats: datasets.Dataset, config: ValidationConfig | None
             and `input_length`; other columns are ignored.
         config (`ValidationConfig`, *optional*):
             Thresholds; defaults to `ValidationConfig()`.
+        source_filtered (`dict[str, int]`, *optional*):
+            Rows the source's filters removed before preprocessing, by filter (reported, not judged).
+        sampling_rate (`int`, *optional*):
+            The rate the clips were resampled to; kept clips recorded below it are flagged as upsampled.
 
     Returns:
         `ValidationReport`: all findings; `report.is_usable` is `False` when `report.problems` is not empty.
@@ -392,6 +424,11 @@ def validate_statistics(stats: datasets.Dataset, config: ValidationConfig | None
         problems=[],
         warnings=[],
         config=config,
+        source_filtered={reason: int(count) for reason, count in (source_filtered or {}).items() if count},
+        sampling_rate=sampling_rate,
+        upsampled=None
+        if sampling_rate is None
+        else _flag(kept, "orig_sample_rate", sampling_rate, above=False, max_examples=n),
     )
     report.problems = _problems(report, config)
     report.warnings = _warnings(report, config)
@@ -692,6 +729,15 @@ def _warnings(report: ValidationReport, config: ValidationConfig) -> list[str]:
             f"{config.clipping_fraction:.2%} of samples at full scale): the model learns the distortion; drop or "
             f"replace, e.g. {_ids(report.clipped.examples)}."
         )
+    upsampled = report.upsampled
+    if upsampled is not None and upsampled.clips:
+        rates = sorted({int(example["value"]) for example in upsampled.examples})
+        warnings.append(
+            f"{_count(upsampled.clips, 'kept clip was', 'kept clips were')} recorded below the model's "
+            f"{report.sampling_rate} Hz (e.g. at {', '.join(map(str, rates))} Hz) and upsampled: they hold nothing "
+            f"above half their rate, so the model learns muffled speech from them; replace them with recordings at "
+            f"{report.sampling_rate} Hz or more, or leave them out, e.g. {_ids(upsampled.examples)}."
+        )
     return warnings
 
 
@@ -789,6 +835,14 @@ def _render_markdown(report: ValidationReport) -> str:
             ["total", report.total_clips, report.kept_hours + report.dropped_hours, share(report.total_clips)],
         ],
     )
+
+    if report.source_filtered:
+        removed = ", ".join(f"{count} by the {reason} filter" for reason, count in report.source_filtered.items())
+        lines += [
+            f"Before preprocessing, the source's own filters removed {removed}; those rows are not counted above "
+            "(Common Voice: `--min_up_votes`, `--max_down_votes`).",
+            "",
+        ]
 
     lines += ["## Drop reasons", ""]
     if report.drop_reasons:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+
+DOCTOR_DIR_NAME = "doctor"
 
 
 @dataclass
@@ -32,8 +36,11 @@ class DoctorArguments:
 
     > Parameters that control the output
 
+    doctor_dir (`str`, *optional*):
+        The doctor's own folder, for everything it writes (the data report, the split, the probes' scratch folders,
+        the JSON report); `output_dir/doctor` when unset, so that a finished run's files are never touched.
     report (`str`, *optional*):
-        Where to write the JSON report; `output_dir/doctor_report.json` when unset.
+        Where to write the JSON report; `doctor_dir/doctor_report.json` when unset.
     """
 
     skip_training_probe: bool = field(
@@ -51,9 +58,16 @@ class DoctorArguments:
     verify_batch_suggestion: bool = field(
         default=True, metadata={"help": "Confirm the largest fitting batch with a few real steps (CUDA)."}
     )
-    report: str | None = field(
-        default=None, metadata={"help": "Path of the JSON report (default: output_dir/doctor_report.json)."}
+    doctor_dir: str | None = field(
+        default=None, metadata={"help": "Folder for everything the doctor writes (default: output_dir/doctor)."}
     )
+    report: str | None = field(
+        default=None, metadata={"help": "Path of the JSON report (default: doctor_dir/doctor_report.json)."}
+    )
+
+    def folder(self, output_dir: str | os.PathLike) -> Path:
+        """Where the doctor writes, for a run whose `--output_dir` is `output_dir`."""
+        return Path(self.doctor_dir) if self.doctor_dir else Path(output_dir) / DOCTOR_DIR_NAME
 
     def __post_init__(self):
         # The speaker-conditioning layers of a multi-speaker model start at zero and get their first gradient in the

@@ -7,8 +7,10 @@ Only the probes' trainers differ, and only where a probe must (see `probing`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,13 +76,14 @@ def run_doctor(
         `UsageError`, `DataSourceError`: what `kurdish-tts train` would stop on at once (a model that cannot be loaded
         offline, missing data): the message says what to do.
     """
-    from ..cli.vits_training_run import DataUnusable, VitsTrainingRun
+    from ..cli.vits_training_run import SPLIT_NAME, DataUnusable, VitsTrainingRun
+    from ..errors import UsageError
+    from ..offline import go_offline_if_hub_unreachable
+    from ..trainers.nan_recovery import QUARANTINE_NAME
 
     doctor_args = doctor_args or DoctorArguments()
     facts = facts or machine_facts()
     if training_args.world_size > 1:
-        from ..cli.train_vits import UsageError
-
         raise UsageError(
             "run the doctor as one process (python scripts/doctor.py ...), not under accelerate launch or torchrun; "
             "it probes one GPU and judges the workers for all of them"
@@ -93,6 +96,7 @@ def run_doctor(
             "tokenizer": data_args.tokenizer,
             "recipe": run_args.recipe,
             "output_dir": training_args.output_dir,
+            "doctor_dir": str(doctor_args.folder(training_args.output_dir)),
             "device": facts.describe_gpu() if facts.has_gpu and not training_args.use_cpu else "cpu",
             "versions": facts.versions,
         }
@@ -107,7 +111,23 @@ def run_doctor(
     report.context["discriminator"] = discriminator.description
     report.add(check_recipe(training_args, fine_tuning=fine_tuning, fresh_discriminator=discriminator.is_fresh))
 
+    # Everything the doctor writes goes to its own folder: a finished run's data report, split and speakers stay as
+    # they are. What a resumed run would read from the run's folder (its split, its quarantined clips) is read there.
+    run_dir = Path(training_args.output_dir)
+    doctor_dir = doctor_args.folder(run_dir)
+    doctor_dir.mkdir(parents=True, exist_ok=True)
+    for name in (SPLIT_NAME, QUARANTINE_NAME):
+        if (run_dir / name).is_file() and not (doctor_dir / name).exists():
+            shutil.copy2(run_dir / name, doctor_dir / name)
+    training_args = copy.copy(training_args)
+    training_args.output_dir = str(doctor_dir)
+
     say("doctor: preparing the data as `kurdish-tts train` would")
+    run = VitsTrainingRun(model_args, data_args, run_args, training_args)
+    # The discriminator was resolved above (and downloaded, if it had to be); the run in the doctor's folder reuses it.
+    run.discriminator_source = discriminator
+    if run.needs_hub():
+        go_offline_if_hub_unreachable()
     try:
         prepared = run.load_data()
     except DataUnusable as error:

@@ -7,7 +7,7 @@ feedback/                   the store (`--store`, default `feedback`)
     audio/<id>.wav          16 kHz mono 16-bit PCM, decoded and resampled once, when the item was added
     models/                 model versions and the `current` pointer (`kurdish_tts.feedback.versions`)
     runs/<time>/            one folder per `train`: report.json, report.md, the candidate model
-    .lock                   the lock that writers hold (fcntl.flock); never deleted
+    .lock                   the lock that writers hold (`filelock.FileLock`: flock on Unix, LockFileEx on Windows)
 ```
 
 Reading it:
@@ -18,9 +18,11 @@ Reading it:
 ```
 
 Consistency. The manifest is the truth: an item exists when its line is in `metadata.jsonl`. Writers (add, remove, and
-the model versions' promote and rollback) hold an exclusive `flock` on `.lock` for their whole read-modify-write, so
-concurrent `add`s from several processes are serialized and none is lost; the kernel drops the lock of a process that
-dies, so a crash never leaves a stale lock behind. Every file is replaced atomically (`kurdish_tts.atomic`), the audio
+the model versions' promote and rollback) hold an exclusive lock on `.lock` for their whole read-modify-write, so
+concurrent `add`s from several processes are serialized and none is lost. The lock is `filelock.FileLock` (installed
+with huggingface_hub and datasets), an operating-system lock on every platform (`flock` on Linux and macOS,
+`LockFileEx` on Windows): the system drops the lock of a process that dies, so a crash never leaves a stale lock
+behind. Every file is replaced atomically (`kurdish_tts.atomic`), the audio
 first and the manifest last, so a reader sees the store before or after a change, never half of one. Audio that a
 failing writer had already written is deleted before the error propagates, and what a killed writer left is deleted
 by the next writer. Readers (list, stats, train) take no lock.
@@ -34,22 +36,22 @@ the training set and the quarantine list.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from ..atomic import write_text_atomically
 from ..audio.io import write_audio
 from ..data.sources import DEFAULT_SPEAKER, LoadedSource, load_source
+from ..errors import read_text
 from ..text import load_tokenizer
 from .validation import FeedbackError, FeedbackInput, FeedbackValidationConfig, Rejection, ValidatedClip, validate_clip
 
@@ -112,7 +114,7 @@ class FeedbackStore:
     def items(self) -> list[dict]:
         """The manifest's rows, in the order they were added; `[]` for a store that does not exist yet."""
         try:
-            lines = self.manifest_path.read_text(encoding="utf-8").splitlines()
+            lines = read_text(self.manifest_path).splitlines()
         except FileNotFoundError:
             return []
         rows = []
@@ -166,23 +168,24 @@ class FeedbackStore:
     def lock(self) -> Iterator[None]:
         """Hold the store's exclusive write lock (not re-entrant: a nested `lock()` in one process waits forever)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK_NAME, "a") as handle:
-            if not _try_lock(handle):
-                logger.warning(
-                    f"waiting for {self.root}: another feedback command is writing to it (up to {self.lock_timeout:g} s)"
-                )
-                deadline = time.monotonic() + self.lock_timeout
-                while not _try_lock(handle):
-                    if time.monotonic() > deadline:
-                        raise FeedbackError(
-                            f"{self.root} stayed locked by another feedback command for {self.lock_timeout:g} s; "
-                            "let it finish, then try again"
-                        )
-                    time.sleep(0.02)
+        lock = FileLock(self.root / LOCK_NAME)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            logger.warning(
+                f"waiting for {self.root}: another feedback command is writing to it (up to {self.lock_timeout:g} s)"
+            )
             try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                lock.acquire(timeout=self.lock_timeout, poll_interval=0.02)
+            except Timeout:
+                raise FeedbackError(
+                    f"{self.root} stayed locked by another feedback command for {self.lock_timeout:g} s; let it "
+                    "finish, then try again"
+                ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def add(self, audio, text: str, *, speaker: str | None = None, note: str | None = None, **kwargs) -> AddResult:
         """Validate and add one recording; `kwargs` go to `add_many`."""
@@ -318,14 +321,6 @@ class FeedbackStore:
             if entry.name not in referenced and entry.is_file(follow_symlinks=False):
                 logger.info(f"removing {entry.path}: left by an interrupted add")
                 os.unlink(entry.path)
-
-
-def _try_lock(handle) -> bool:
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 def _new_id(audio_sha1: str, taken: set[str]) -> str:

@@ -19,6 +19,7 @@ import soundfile as sf
 from ..audio.features import MelConfig
 from ..data.preprocess import PreprocessConfig, process_sample
 from ..data.sources import DEFAULT_SPEAKER
+from ..errors import InputFileError, UserError, read_text
 from ..text import tokenizer_characters
 
 # What to do about each reason for a rejection; the validation's own message says what was measured.
@@ -41,8 +42,10 @@ REJECTION_HINTS = {
 _TEXT_REASONS = {"empty_text", "unknown_characters", "too_many_tokens", "fewer_frames_than_tokens"}
 
 
-class FeedbackError(RuntimeError):
+class FeedbackError(UserError, RuntimeError):
     """A feedback command cannot do what was asked; the message says why and what to do (exit status 1)."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -220,11 +223,10 @@ def find_pairs(
             continue
         paired.add(path.stem)
         try:
-            text = text_file.read_text(encoding="utf-8-sig").strip()
-        except UnicodeDecodeError as error:
-            rejected.append(
-                Rejection(str(text_file), "unreadable_text", f"{error}; {REJECTION_HINTS['unreadable_text']}")
-            )
+            text = read_text(text_file).strip()
+        except InputFileError as error:
+            # The message names the line and column of the first byte that is not UTF-8, and how to convert it.
+            rejected.append(Rejection(str(text_file), "unreadable_text", str(error)))
             continue
         inputs.append(FeedbackInput(path, text, speaker, note))
     for stem, text_file in texts.items():

@@ -5,31 +5,40 @@ feedback/models/
     v0001/              a complete model folder (stock VitsModel + tokenizer + discriminator.safetensors), never changed
     v0001.json          its record: where it came from, the run whose data it replays, its regression set, its report
     v0002/  v0002.json
-    current -> v0002    a symbolic link: the model in use, e.g. `VitsModel.from_pretrained("feedback/models/current")`
+    current.txt         the version in use, `v0002`: the pointer, on every platform
+    current -> v0002    a symbolic link that follows it where the system allows links, for
+                        `VitsModel.from_pretrained("feedback/models/current")`
     history.json        every import, promotion, refusal and rollback, oldest first
 ```
 
-A version folder is copied under a temporary name and renamed when complete, and `current` is replaced by renaming a
-new link over it (one atomic `rename`), so a reader always finds a complete model. Versions are never modified or
-deleted: a rollback moves the pointer back to the version that the current one replaced, so that model returns byte
-for byte; rolling forward again is `rollback --to` the newer version. Every change holds the store's write lock.
+A version folder is copied under a temporary name and renamed when complete, and `current.txt` is replaced atomically
+(a new file renamed over it), so a reader always finds a complete model. Windows creates symbolic links only with
+Developer Mode or administrator rights, so the pointer is a small text file and the link is a convenience: where
+`os.symlink` fails it is not made (a stale one is removed), and `ModelVersions.current_path()` names the folder. A
+store made before `current.txt` existed is read through its link. Versions are never modified or deleted: a rollback
+moves the pointer back to the version that the current one replaced, so that model returns byte for byte; rolling
+forward again is `rollback --to` the newer version. Every change holds the store's write lock.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..atomic import write_json_atomically
+from ..atomic import write_json_atomically, write_text_atomically
 from .store import FeedbackStore
 from .validation import FeedbackError
 
+logger = logging.getLogger(__name__)
+
 MODELS_DIR = "models"
 CURRENT_NAME = "current"
+POINTER_NAME = "current.txt"
 HISTORY_NAME = "history.json"
 _VERSION_NAME = re.compile(r"^v(\d{4,})$")
 
@@ -75,8 +84,15 @@ class ModelVersions:
     def current(self) -> str | None:
         """The version in use, or `None` before the first one."""
         try:
-            return os.readlink(self.root / CURRENT_NAME)
-        except (FileNotFoundError, OSError):
+            version = (self.root / POINTER_NAME).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            version = None
+        if version:
+            return version
+        try:
+            # A store from before the pointer file: its link was the pointer.
+            return os.path.basename(os.readlink(self.root / CURRENT_NAME))
+        except (FileNotFoundError, OSError, ValueError):
             return None
 
     def current_path(self) -> Path | None:
@@ -183,12 +199,20 @@ class ModelVersions:
             self._log(event)
 
     def _point(self, version: str) -> None:
+        write_text_atomically(self.root / POINTER_NAME, version + "\n")
         link = self.root / CURRENT_NAME
         temporary = self.root / f".{CURRENT_NAME}.tmp-{os.getpid()}"
-        temporary.unlink(missing_ok=True)
-        # Relative, so the store can be moved or copied as a whole.
-        os.symlink(version, temporary)
-        os.replace(temporary, link)
+        _remove_link(temporary)
+        try:
+            # Relative, so the store can be moved or copied as a whole.
+            os.symlink(version, temporary, target_is_directory=True)
+            os.replace(temporary, link)
+        except OSError as error:
+            # Windows without Developer Mode (WinError 1314), or a file system without links: the pointer file is
+            # enough; a link left from elsewhere would name the wrong model.
+            _remove_link(temporary)
+            _remove_link(link)
+            logger.info(f"{link} is not a link to {version} ({error}); {self.root / POINTER_NAME} names it")
         _sync_directory(self.root)
 
     def _log(self, event: dict) -> None:
@@ -212,9 +236,27 @@ def _sync_tree(folder: Path) -> None:
     _sync_directory(folder)
 
 
+def _remove_link(path: Path) -> None:
+    """Remove a symbolic link (or Windows junction) at `path`, never a real folder or file."""
+    is_junction = getattr(os.path, "isjunction", lambda _: False)(path)
+    if not (os.path.islink(path) or is_junction):
+        return
+    try:
+        os.unlink(path)
+    except (IsADirectoryError, PermissionError):
+        # A directory link on Windows is removed as a directory (its target stays).
+        os.rmdir(path)
+
+
 def _sync_directory(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
+    # Makes a rename in `folder` durable. Windows cannot open a folder to sync it; its renames are journaled anyway.
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except (PermissionError, IsADirectoryError):
+        return
     try:
         os.fsync(descriptor)
+    except OSError:
+        pass
     finally:
         os.close(descriptor)

@@ -29,6 +29,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from ..atomic import write_text_atomically
+from ..errors import UserError
 from .card import LOSS_CURVE_NAME, SAMPLE_NAME, RunFiles, build_model_card, find_run_files
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ RUN_FILES = frozenset(
 DEFAULT_UPLOAD_DIR = "hub_upload"
 
 
-class HubPushError(RuntimeError):
+class HubPushError(UserError, RuntimeError):
     """Publishing failed; the message says why and what to do, and never holds the token (exit status 1)."""
 
     exit_code = 1
@@ -231,9 +232,10 @@ def push_to_hub(
     token = token or get_token()
     if dry_run:
         folder = _upload_folder_path(run, upload_dir)
-        files = _stage(run, folder, repo_id, include_discriminator, license, datasets, replace=upload_dir is None)
-        if token is not None:
-            _check_no_token(folder, token)
+        # Checked before the staged folder is put in place: a dry run must not leave a file holding the token either.
+        files = _stage(
+            run, folder, repo_id, include_discriminator, license, datasets, replace=upload_dir is None, token=token
+        )
         return PushResult(repo_id=repo_id, folder=folder, files=files, dry_run=True)
     if token is None:
         raise HubUsageError(
@@ -253,7 +255,7 @@ def push_to_hub(
             )
         else:
             folder = Path(upload_dir)
-            files = _stage(run, folder, repo_id, include_discriminator, license, datasets, replace=False)
+            files = _stage(run, folder, repo_id, include_discriminator, license, datasets, replace=False, token=token)
         _check_no_token(folder, token)
         user = retried(api.whoami, "checking the token")
         logger.info(f"publishing as {user.get('name')} to {repo_id}")
@@ -288,8 +290,11 @@ def _upload_folder_path(run: RunFiles, upload_dir: str | os.PathLike | None) -> 
     return (run.run_dir or run.model_dir.parent) / DEFAULT_UPLOAD_DIR
 
 
-def _stage(run, folder: Path, repo_id, include_discriminator, license, datasets, *, replace: bool) -> list[str]:
-    """Stage into `folder` through a sibling temporary folder, so that it appears complete or not at all."""
+def _stage(
+    run, folder: Path, repo_id, include_discriminator, license, datasets, *, replace: bool, token: str | None = None
+) -> list[str]:
+    """Stage into `folder` through a sibling temporary folder, so that it appears complete or not at all, and not at
+    all when a staged file holds `token`."""
     if folder.exists() and any(folder.iterdir()) and not replace:
         raise HubUsageError(f"the upload folder {folder} is not empty; remove it or choose another --upload_dir")
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -298,6 +303,8 @@ def _stage(run, folder: Path, repo_id, include_discriminator, license, datasets,
         files = stage_upload_folder(
             run, temporary, repo_id, include_discriminator=include_discriminator, license=license, datasets=datasets
         )
+        if token is not None:
+            _check_no_token(temporary, token)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(temporary, folder)

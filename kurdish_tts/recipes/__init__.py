@@ -1,8 +1,10 @@
 """Named training recipes: YAML files of script arguments, shipped with the package.
 
-`--recipe NAME` reads `kurdish_tts/recipes/NAME.yaml` (also reachable as `recipes/` at the top of the repository);
-`--recipe path/to/file.yaml` reads any file. A recipe sets the defaults of the script's arguments, so flags given on
-the command line still win: `--recipe rtx2070_finetune --learning_rate 1e-5`.
+`--recipe NAME` reads `kurdish_tts/recipes/NAME.yaml`; `--recipe path/to/file.yaml` reads any file. The repository's
+top-level `recipes/` folder only points here (a link would need Developer Mode on Windows): `--recipe
+recipes/NAME.yaml`, as older instructions write it, finds the shipped recipe too, unless such a file exists. A recipe
+sets the defaults of the script's arguments, so flags given on the command line still win: `--recipe
+rtx2070_finetune --learning_rate 1e-5`.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import UsageError, read_text
+
 RECIPES_DIR = Path(__file__).parent
 
 
-class RecipeError(ValueError):
-    """A recipe that does not exist or cannot be used; the message says what to do."""
+class RecipeError(UsageError):
+    """A recipe that does not exist or cannot be used; the message says what to do (exit status 2)."""
 
 
 def available_recipes() -> list[str]:
@@ -27,9 +31,15 @@ def recipe_path(name_or_path: str | os.PathLike) -> Path:
     """The YAML file behind a recipe name (`demo`) or path (`my_recipe.yaml`)."""
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml"} or path.parent != Path("."):
-        if not path.is_file():
-            raise RecipeError(f"recipe file {str(path)!r} does not exist")
-        return path
+        if path.is_file():
+            return path
+        shipped = RECIPES_DIR / path.name
+        if path.parent.name == "recipes" and shipped.is_file():
+            return shipped
+        raise RecipeError(
+            f"recipe file {str(path)!r} does not exist; the shipped recipes are {', '.join(available_recipes())} "
+            "(--recipe NAME)"
+        )
     packaged = RECIPES_DIR / f"{name_or_path}.yaml"
     if not packaged.is_file():
         raise RecipeError(
@@ -43,7 +53,7 @@ def load_recipe(name_or_path: str | os.PathLike) -> dict:
     """The recipe's argument values, keyed by argument name."""
     path = recipe_path(name_or_path)
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        values = yaml.safe_load(read_text(path, error=RecipeError))
     except yaml.YAMLError as error:
         raise RecipeError(f"recipe {path} is not valid YAML: {error}") from error
     if values is None:

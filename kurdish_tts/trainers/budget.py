@@ -67,6 +67,11 @@ from ..atomic import write_json_atomically
 
 logger = logging.getLogger(__name__)
 
+# The clocks of every measurement and deadline below, looked up at each call: tests put one simulated clock in both,
+# advanced by what each step, evaluation and save is declared to take, so that no test depends on the machine's speed.
+wall_clock = time.time  # instants: the budget's start, its deadline, plans
+interval_clock = time.perf_counter  # durations within this process: the probe's steps
+
 BUDGET_NAME = "budget.json"
 # `lr_scheduler_type`s whose transformers schedule is a `LambdaLR` of `functools.partial`s with a
 # `num_training_steps` keyword (or none at all), so that the end of the run can be moved while it trains.
@@ -168,6 +173,9 @@ class TrainingPlan:
         reserve_seconds (`float`): What must still fit when `TimeBudgetCallback` stops a late run: the checkpoint of
             the last step, the tear-down of `train()`, and the final evaluation and save.
         planned_at (`float`): `time.time()` when the plan was made.
+        requested_target_seconds (`float`, *optional*): The budget asked for, when the plan needed more to train
+            its minimum number of steps (`plan_run`'s `min_steps`) on this machine; `target_seconds` is then the
+            raised budget.
     """
 
     num_train_samples: int
@@ -189,6 +197,7 @@ class TrainingPlan:
     predicted_seconds: float
     reserve_seconds: float
     planned_at: float
+    requested_target_seconds: float | None = None
 
     @property
     def started_at(self) -> float:
@@ -220,6 +229,15 @@ class TrainingPlan:
             if not self.start_step
             else f"{self.steps:,} ({new_steps:,} after step {self.start_step:,})"
         )
+        budget = (
+            f"{_duration(self.target_seconds)}, {_duration(self.elapsed_seconds)} spent before training, "
+            f"{self.safety_margin:.0%} kept as margin"
+        )
+        if self.requested_target_seconds is not None:
+            budget += (
+                f" (raised from the {_duration(self.requested_target_seconds)} asked for, which this machine cannot "
+                "fill with the minimum number of steps)"
+            )
         rows = [
             ("Training clips", f"{self.num_train_samples:,}"),
             ("Samples per second", f"{self.samples_per_second:,.2f} ({self.train_batch_size:,} per step)"),
@@ -229,11 +247,7 @@ class TrainingPlan:
             ("Evaluations", f"{self.num_evaluations:,} x {self.eval_seconds:.1f} s"),
             ("Checkpoints", f"{self.num_checkpoints:,} x {self.checkpoint_seconds:.1f} s"),
             ("Final evaluation and save", f"{self.final_overhead_seconds:.1f} s"),
-            (
-                "Budget",
-                f"{_duration(self.target_seconds)}, {_duration(self.elapsed_seconds)} spent before training, "
-                f"{self.safety_margin:.0%} kept as margin",
-            ),
+            ("Budget", budget),
             (
                 "Predicted finish",
                 f"{self.predicted_finish:%Y-%m-%d %H:%M:%S %Z} (in {_duration(self.predicted_seconds)}; "
@@ -262,7 +276,7 @@ class _ProbeTimer(TrainerCallback):
         self.updates_per_epoch = None
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
-        self.stamps = [time.perf_counter()]
+        self.stamps = [interval_clock()]
         self.one_offs = [self.one_off_count()]
         if train_dataloader is not None and _has_length(train_dataloader):
             # The Trainer's own count of optimizer steps per epoch (`set_initial_training_values`).
@@ -275,7 +289,7 @@ class _ProbeTimer(TrainerCallback):
         # device work.
         if last or state.global_step == self.warmup_steps:
             _synchronize()
-        self.stamps.append(time.perf_counter())
+        self.stamps.append(interval_clock())
         self.one_offs.append(self.one_off_count())
         if last:
             control.should_log = True
@@ -285,11 +299,11 @@ class _ProbeTimer(TrainerCallback):
     def on_log(self, args, state, control, **kwargs):
         # The log of the last step, just before its checkpoint; `train()` logs once more at its end.
         if self.checkpoint_end is None:
-            self.last_log = time.perf_counter()
+            self.last_log = interval_clock()
 
     def on_save(self, args, state, control, **kwargs):
         _synchronize()
-        self.checkpoint_end = time.perf_counter()
+        self.checkpoint_end = interval_clock()
 
 
 def measure_step_time(trainer: Trainer, probe_steps: int = 20, warmup_steps: int = 5) -> StepTiming:
@@ -333,7 +347,7 @@ def measure_step_time(trainer: Trainer, probe_steps: int = 20, warmup_steps: int
             "this one was given `optimizers=`"
         )
     args = trainer.args
-    started = time.perf_counter()
+    started = interval_clock()
     model = trainer.model
     weights = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
     was_training = model.training
@@ -365,20 +379,20 @@ def measure_step_time(trainer: Trainer, probe_steps: int = 20, warmup_steps: int
             setattr(args, name, value)
         args.output_dir = probe_dir
         trainer.callback_handler.callbacks = [DefaultFlowCallback(), timer]
-        train_call = time.perf_counter()
+        train_call = interval_clock()
         trainer.train()
-        train_return = time.perf_counter()
+        train_return = interval_clock()
 
         eval_seconds = 0.0
         if trainer.eval_dataset is not None:
-            begin = time.perf_counter()
+            begin = interval_clock()
             trainer.evaluate()
             _synchronize()
-            eval_seconds = time.perf_counter() - begin
-        begin = time.perf_counter()
+            eval_seconds = interval_clock() - begin
+        begin = interval_clock()
         trainer.save_model(os.path.join(probe_dir, "model"))
         _synchronize()
-        save_model_seconds = time.perf_counter() - begin
+        save_model_seconds = interval_clock() - begin
     finally:
         for name, value in saved_args.items():
             setattr(args, name, value)
@@ -414,7 +428,7 @@ def measure_step_time(trainer: Trainer, probe_steps: int = 20, warmup_steps: int
         save_model_seconds,
         setup,
         teardown,
-        time.perf_counter() - started,
+        interval_clock() - started,
     ]
     seconds_per_step, median, eval_seconds, checkpoint_seconds, save_model_seconds, setup, teardown, probe = (
         _max_over_processes(values, args.device)
@@ -456,6 +470,7 @@ def plan_run(
     final_overhead_seconds: float | None = None,
     elapsed_seconds: float | None = None,
     start_step: int = 0,
+    min_steps: int = 0,
 ) -> TrainingPlan:
     """Choose `max_steps` so that the run, its evaluations and checkpoints and the final save fit in the budget.
 
@@ -487,6 +502,11 @@ def plan_run(
             `timing.probe_seconds`.
         start_step (`int`, *optional*, defaults to `0`):
             Global step the run starts from (a resumed run's checkpoint step; see `plan_remaining`).
+        min_steps (`int`, *optional*, defaults to `0`):
+            The fewest new steps to plan. When the budget cannot hold them on this machine (a slow or busy one), the
+            plan has them anyway and its budget is raised to what they need (`requested_target_seconds` keeps the one
+            asked for): a demo should show a short run, late, rather than refuse. With `0`, a budget that cannot hold
+            a single step raises `ValueError`.
 
     Returns:
         `TrainingPlan`, also logged as a table.
@@ -509,6 +529,13 @@ def plan_run(
             + checkpoints * timing.checkpoint_seconds
         )
 
+    requested_target = None
+    if min_steps > 0 and cost(min_steps) > available:
+        requested_target = target_seconds
+        # The budget that holds exactly `min_steps`, with the same margin (and a microsecond against rounding): the
+        # deadline the run is held to.
+        target_seconds = (elapsed + fixed + cost(min_steps)) / (1 - safety_margin) + 1e-6
+        available = target_seconds * (1 - safety_margin) - elapsed - fixed
     if cost(1) > available:
         raise ValueError(
             f"--target_hours {target_seconds / 3600:g} ({_duration(target_seconds)}) is shorter than what the run "
@@ -521,7 +548,8 @@ def plan_run(
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if cost(middle) <= available else (low, middle)
-    steps = low
+    # Rounding must not lose the last step of a raised budget.
+    steps = low if requested_target is None else max(low, min_steps)
     evaluations, checkpoints = _count_evaluations_and_checkpoints(args, start_step, steps, timing.steps_per_epoch)
     # When `TimeBudgetCallback` stops a late run, its last step is saved (not evaluated: the final evaluation follows).
     last_checkpoint = timing.checkpoint_seconds if args.save_strategy != SaveStrategy.NO else 0.0
@@ -545,7 +573,8 @@ def plan_run(
         safety_margin=safety_margin,
         predicted_seconds=fixed + cost(steps),
         reserve_seconds=last_checkpoint + timing.train_teardown_seconds + final_overhead_seconds,
-        planned_at=time.time(),
+        planned_at=wall_clock(),
+        requested_target_seconds=requested_target,
     )
     if args.should_log:
         logger.info(f"Training plan for a budget of {_duration(target_seconds)}:\n{plan.to_markdown()}")
@@ -562,6 +591,7 @@ def plan_remaining(
     safety_margin: float = 0.02,
     final_overhead_seconds: float | None = None,
     elapsed_seconds: float | None = None,
+    min_steps: int = 0,
 ) -> TrainingPlan:
     """`plan_run` for a run resumed from `checkpoint`: the budget that the earlier runs spent is deducted, and the
     plan's `steps` is the checkpoint's global step plus the steps that fit in the rest.
@@ -588,6 +618,7 @@ def plan_remaining(
         final_overhead_seconds=final_overhead_seconds,
         elapsed_seconds=spent + this_run,
         start_step=global_step,
+        min_steps=min_steps,
     )
 
 
@@ -598,15 +629,27 @@ def budget_spent(checkpoint: str | os.PathLike) -> tuple[float, int]:
     `budget.json` if it was written at the same step; else the `train_runtime` of the `train()` calls completed before
     the checkpoint (its `trainer_state.json` log history), with a warning, since that misses the probe and the
     interrupted call.
+
+    Raises:
+        `ValueError`: `checkpoint` is not a complete checkpoint (a run killed while writing it); the message says why.
     """
     checkpoint = Path(checkpoint)
-    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    try:
+        state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{checkpoint} is not a complete checkpoint ({type(error).__name__}: {error}); resume from a complete one "
+            "(--resume_from_checkpoint last picks the newest)"
+        ) from None
     global_step = state.global_step
     for path in (checkpoint / BUDGET_NAME, checkpoint.parent / BUDGET_NAME):
-        if path.is_file():
+        try:
             record = json.loads(path.read_text(encoding="utf-8"))
-            if record.get("global_step") == global_step:
-                return float(record["elapsed_seconds"]), global_step
+        except (OSError, ValueError):
+            # Missing, or (from a version that wrote it in place) cut short: the next source decides.
+            continue
+        if record.get("global_step") == global_step and "elapsed_seconds" in record:
+            return float(record["elapsed_seconds"]), global_step
     runtime = sum(entry["train_runtime"] for entry in state.log_history if "train_runtime" in entry)
     logger.warning(
         f"{checkpoint} holds no {BUDGET_NAME} for step {global_step}; counting the earlier runs' train_runtime "
@@ -780,7 +823,7 @@ class TimeBudgetCallback(TrainerCallback):
         return self.step_seconds or 0.0
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        now = time.time()
+        now = wall_clock()
         if self.started_at is None:
             self.started_at = now
         self._last_event = now
@@ -805,13 +848,16 @@ class TimeBudgetCallback(TrainerCallback):
                 bar.total = steps
                 bar.refresh()
 
-    def _replan(self, args: TrainingArguments, state: TrainerState, now: float) -> None:
+    def _replan(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, now: float) -> None:
         """Move the end of the run to what the measured pace fits before the plan's own end (the budget less its
         margin, the final evaluation and save, and `train()`'s tear-down)."""
         plan = self.plan
         step = statistics.fmean(self._pace)
         end = plan.started_at + plan.target_seconds * (1 - plan.safety_margin)
-        available = end - now - plan.final_overhead_seconds - plan.train_overhead_seconds
+        # The evaluation and checkpoint the Trainer runs at this step, after this callback: the steps counted below
+        # start with the next one.
+        due = self.eval_seconds * control.should_evaluate + self.checkpoint_seconds * control.should_save
+        available = end - now - due - plan.final_overhead_seconds - plan.train_overhead_seconds
         steps_per_epoch = math.ceil(plan.steps / plan.epochs) if plan.epochs and plan.epochs == plan.epochs else None
 
         def cost(steps: int) -> float:
@@ -843,7 +889,7 @@ class TimeBudgetCallback(TrainerCallback):
             )
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        now = time.time()
+        now = wall_clock()
         if not self._interrupted:
             self._steps.append(now - self._last_event)
             self._timed_steps += 1
@@ -862,7 +908,7 @@ class TimeBudgetCallback(TrainerCallback):
         ):
             while self._replan_steps and state.global_step >= self._replan_steps[0]:
                 self._replan_steps.pop(0)
-            self._replan(args, state, now)
+            self._replan(args, state, control, now)
             if state.global_step >= state.max_steps:
                 control.should_training_stop = True
                 return control
@@ -896,7 +942,7 @@ class TimeBudgetCallback(TrainerCallback):
         return control
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        now = time.time()
+        now = wall_clock()
         if self._last_event is not None:
             self._eval_durations.append(now - self._last_event)
             self.eval_seconds = _typical_duration(self._eval_durations, self.eval_seconds)
@@ -904,7 +950,7 @@ class TimeBudgetCallback(TrainerCallback):
         self._interrupted = True
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        now = time.time()
+        now = wall_clock()
         if self._last_event is not None:
             self._checkpoint_durations.append(now - self._last_event)
             self.checkpoint_seconds = _typical_duration(self._checkpoint_durations, self.checkpoint_seconds)
@@ -919,7 +965,7 @@ class TimeBudgetCallback(TrainerCallback):
     def _write_record(self, args: TrainingArguments, state: TrainerState, folders: list[str]) -> None:
         if not state.is_world_process_zero:
             return
-        now = time.time()
+        now = wall_clock()
         record = {
             "started_at": self.started_at,
             "deadline": self.deadline,
@@ -1016,19 +1062,17 @@ def _count_evaluations_and_checkpoints(
     return evaluations, checkpoints
 
 
-def process_start_time() -> float:
-    """`time.time()` at which this process started, so that a budget covers interpreter start-up and imports (10 s and
-    more for torch + transformers). Read from `/proc` on Linux; elsewhere, the time `kurdish_tts` was imported."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(
-            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
-        )
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        import kurdish_tts
+def program_start_time() -> float:
+    """`time.time()` at which this program started: when it first imported `kurdish_tts`, before torch and
+    transformers, so a budget covers their imports (10 s and more) as part of the job.
 
-        return kurdish_tts.IMPORTED_AT
+    Not the process's start: a shell that `exec`s the program (`bash -c '... && python scripts/train_vits.py'`, as CI
+    jobs, scripts and ssh one-liners do) hands it its process, whose start time then includes whatever the shell ran
+    first, such as minutes of installs.
+    """
+    import kurdish_tts
+
+    return kurdish_tts.IMPORTED_AT
 
 
 def _max_over_processes(values: list[float], device: torch.device) -> list[float]:

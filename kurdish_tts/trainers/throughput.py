@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import datasets
 import pyarrow.compute as pc
@@ -77,9 +78,17 @@ class ThroughputCallback(TrainerCallback):
         smoothing (`float`, *optional*, defaults to `0.02`):
             Per-step weight of the exponential moving average of the step time behind the ETAs; a window of `n`
             steps weighs `1 - (1 - smoothing) ** n`. Small, so that one slow window (a long batch) barely moves them.
+        clock (`Callable[[], float]`, *optional*, defaults to `time.perf_counter`):
+            Seconds from an arbitrary origin; tests pass a simulated clock.
     """
 
-    def __init__(self, hop_length: int = 256, sampling_rate: int = 16000, smoothing: float = 0.02):
+    def __init__(
+        self,
+        hop_length: int = 256,
+        sampling_rate: int = 16000,
+        smoothing: float = 0.02,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         if hop_length <= 0 or sampling_rate <= 0:
             raise ValueError(f"hop_length and sampling_rate must be positive, got {hop_length} and {sampling_rate}")
         if not 0 < smoothing <= 1:
@@ -87,6 +96,7 @@ class ThroughputCallback(TrainerCallback):
         self.hop_length = hop_length
         self.sampling_rate = sampling_rate
         self.smoothing = smoothing
+        self.clock = clock
         self._attached = False
         self._reset_run()
 
@@ -148,16 +158,16 @@ class ThroughputCallback(TrainerCallback):
 
     def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         # The next `iter(dataloader)` (worker start-up) and first `get_batch_samples` are data wait.
-        self._wait_start = time.perf_counter()
+        self._wait_start = self.clock()
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        now = time.perf_counter()
+        now = self.clock()
         if self._wait_start is not None:
             self._wait_seconds += now - self._wait_start
         self._step_start = now
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        now = time.perf_counter()
+        now = self.clock()
         if self._step_start is None:
             return
         self._busy_seconds += now - self._step_start
@@ -166,10 +176,10 @@ class ThroughputCallback(TrainerCallback):
         self._step_end = self._wait_start = now
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        self._wait_start = time.perf_counter()
+        self._wait_start = self.clock()
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        self._wait_start = time.perf_counter()
+        self._wait_start = self.clock()
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
         # Evaluation logs and the end-of-training summary carry no `loss`; they only restart the wait below.
@@ -181,7 +191,7 @@ class ThroughputCallback(TrainerCallback):
             if entry is not None and entry.get("step") == state.global_step and "loss" in entry:
                 entry.update(metrics)
             self._reset_window()
-        self._wait_start = time.perf_counter()
+        self._wait_start = self.clock()
 
     def _window_metrics(self, args: TrainingArguments, state: TrainerState) -> dict[str, float]:
         cuda = args.device.type == "cuda"
@@ -189,7 +199,7 @@ class ThroughputCallback(TrainerCallback):
             # Free here: the Trainer's loss `.item()` has just waited for the GPU. It makes the window end exact
             # without relying on that.
             torch.cuda.synchronize(args.device)
-        now = time.perf_counter()
+        now = self.clock()
         # From the last step's end to this log: the GPU work still queued at `on_step_end` and the Trainer's loss
         # gathering, both part of training.
         if self._step_end is not None:

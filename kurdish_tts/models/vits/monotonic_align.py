@@ -16,19 +16,25 @@ bit:
   device value on the host, but it launches a few kernels per frame.
 - `"triton"`: one Triton program per batch item that runs the whole recursion and the backtrack in a single launch,
   the default for CUDA tensors when Triton is installed. Triton is imported on first use only, so this module imports
-  on machines without it.
+  on machines without it. Where Triton is installed but cannot build its kernel (Windows ports of Triton need a C
+  compiler and a matching CUDA toolkit), the default falls back to `"torch"` once, with a warning.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 
 import numba
 import numpy as np
 import torch
 
+logger = logging.getLogger(__name__)
+
 _IMPLEMENTATIONS = ("numba", "torch", "triton")
+# Why Triton failed in this process, once it has: the default then stops choosing it.
+_triton_failure: Exception | None = None
 
 
 def maximum_path(
@@ -77,16 +83,12 @@ def maximum_path(
             f"{tuple(log_likelihood.shape)} and {tuple(mask.shape)}"
         )
     device = log_likelihood.device
-    if implementation is None:
-        if device.type == "cpu":
-            implementation = "numba"
-        elif device.type == "cuda" and _triton_is_installed():
-            implementation = "triton"
-        else:
-            implementation = "torch"
+    chosen = implementation is None
+    if chosen:
+        implementation = default_implementation(device)
     elif implementation not in _IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {implementation!r}")
-    if implementation == "triton" and device.type != "cuda":
+    elif implementation == "triton" and device.type != "cuda":
         raise ValueError(f"the triton implementation needs a CUDA tensor, got one on {device}")
 
     output_dtype = log_likelihood.dtype
@@ -105,8 +107,29 @@ def maximum_path(
         elif implementation == "torch":
             path = _maximum_path_torch(log_likelihood, text_lengths, frame_lengths)
         else:
-            path = _maximum_path_triton(log_likelihood, text_lengths, frame_lengths)
+            try:
+                path = _maximum_path_triton(log_likelihood, text_lengths, frame_lengths)
+            except Exception as error:  # noqa: BLE001 - any failure to build or launch the kernel
+                if not chosen:
+                    raise
+                global _triton_failure
+                _triton_failure = error
+                logger.warning(
+                    f"the Triton alignment kernel failed ({type(error).__name__}: {error}); using the torch "
+                    "implementation, which gives the same paths more slowly"
+                )
+                path = _maximum_path_torch(log_likelihood, text_lengths, frame_lengths)
         return path.to(output_dtype)
+
+
+def default_implementation(device: torch.device) -> str:
+    """The implementation `maximum_path` uses on `device` when none is named: `numba` on the CPU, `triton` on CUDA
+    when Triton is installed and has not failed in this process, `torch` otherwise (other accelerators, no Triton)."""
+    if device.type == "cpu":
+        return "numba"
+    if device.type == "cuda" and _triton_is_installed() and _triton_failure is None:
+        return "triton"
+    return "torch"
 
 
 def _check_lengths(text_lengths: torch.Tensor, frame_lengths: torch.Tensor) -> None:
