@@ -137,7 +137,7 @@ def test_pretrained_discriminator_is_judged_as_such(corpus, cache_dir, tmp_dir):
     save_discriminator(VitsDiscriminator(VitsDiscriminatorConfig.tiny()), tmp_dir / "discriminator")
     argv = flags(corpus, cache_dir, tmp_dir / "run", discriminator=tmp_dir / "discriminator")
     assert doctor.main([*argv, "--skip_training_probe", "--skip_throughput_probe"]) == 0
-    report = json.loads((tmp_dir / "run" / "doctor_report.json").read_text())
+    report = json.loads((tmp_dir / "run" / "doctor" / "doctor_report.json").read_text())
     assert report["context"]["discriminator"] == str(tmp_dir / "discriminator" / "discriminator.safetensors")
     assert "discriminator is pretrained" in _checks(report)["recipe: discriminator learning rate"]["evidence"]
 

@@ -33,9 +33,9 @@ def _statuses(checks):
 
 def test_healthy_model_passes(tokenizer, tiny_demo, tmp_dir):
     result, checks = _probe(tiny_model(tokenizer), tokenizer, tiny_demo, tmp_dir, steps=8)
-    # Eight steps from random weights leave the decoder quieter than the recordings: a warning, not a failure.
+    # Eight steps from random weights leave the decoder quieter than the recordings: said, but not a problem.
     waveform = checks.pop("waveform health")
-    assert waveform.status in (Status.OK, Status.WARN) and "broken" not in waveform.evidence
+    assert waveform.status == Status.OK and "broken" not in waveform.evidence
     assert set(_statuses(checks).values()) == {Status.OK}, {n: c.evidence for n, c in checks.items()}
     assert result.completed_steps == 8 and result.gradient_max.shape == (8, len(result.names))
     assert result.reconstruction_after < result.reconstruction_before

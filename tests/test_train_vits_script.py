@@ -336,7 +336,7 @@ def test_sigkill_during_a_checkpoint_write_then_resume_last(demo_cache, tmp_dir)
     assert steps == sorted(set(steps)) and steps[-1] == 12
     summary = json.loads((output / "run_summary.json").read_text())
     assert summary["global_step"] == 12
-    assert summary["discriminator"] == f"the one in {output / 'checkpoint-8'}, the checkpoint training resumes from"
+    assert summary["discriminator"] == f"the one in {output / 'checkpoint-4'}, the checkpoint training resumes from"
     # The history goes on from checkpoint-4's, with no step twice.
     assert state["global_step"] == 12 and steps == sorted(set(steps)) and steps[-1] == 12, steps
     assert (output / "checkpoint-8" / "trainer_state.json").is_file()  # written again, completely, this time

@@ -133,7 +133,9 @@ class TestAlternatingGanUpdate:
             # One discriminator step per optimizer step, however many micro-batches.
             steps = {int(s["step"]) for s in trainer._discriminator_optimizer.state_dict()["state"].values()}
             assert steps == {1}
-        assert 0.67 < losses[2] / losses[1] < 1.5, losses
+        # A wrong accumulation scale is off by the factor 2 (0.5 or 2.0); the items of the two micro-batches differ,
+        # which moves the ratio by a third either way (0.63 with the reference HiFi-GAN decoder init).
+        assert 0.55 < losses[2] / losses[1] < 1.8, losses
 
     def test_fp16_discriminator_scaler_is_logged_saved_and_restored(self, prepared, tokenizer, tmp_dir):
         # fp16 autocast and GradScaler both run on CPU, so the discriminator's scaler is exercised here too.

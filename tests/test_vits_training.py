@@ -220,7 +220,9 @@ class TestVitsTrainer:
             trainer = VitsTrainer(model, args, train_dataset=data)
             trainer.train()
             losses[accumulation] = trainer.state.log_history[0]["loss"]
-        assert 0.67 < losses[2] / losses[1] < 1.5, losses
+        # A wrong accumulation scale is off by the factor 2 (0.5 or 2.0); the items of the two micro-batches differ,
+        # which moves the ratio by a third either way (0.63 with the reference HiFi-GAN decoder init).
+        assert 0.55 < losses[2] / losses[1] < 1.8, losses
 
 
 def test_offline_hub_failure_names_the_alternatives():
