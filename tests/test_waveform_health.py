@@ -9,11 +9,14 @@ from kurdish_tts.data.demo_corpus import DEMO_CORPUS_DIR
 from kurdish_tts.evaluation.mcd import mel_cepstral_distortion
 from kurdish_tts.evaluation.metrics import score_pair, set_health_problems, summarize
 from kurdish_tts.evaluation.waveform_health import (
+    HEALTH_KEYS,
     HealthThresholds,
+    WaveformHealth,
     batch_health,
     full_band_distance,
     health_problems,
     multi_resolution_stft_distance,
+    pool_health,
     pooled_segment_health,
     waveform_health,
 )
@@ -121,6 +124,20 @@ class TestBatches:
         assert health_problems({k: float(v) for k, v in healthy.items()}) == []
         assert len(health_problems({k: float(v) for k, v in broken.items()})) >= 2
         assert all(value.dim() == 0 for value in broken.values())
+
+
+    def test_pool_health_counts_unhealthy_clips_and_keeps_signs_from_cancelling(self, recording):
+        healthy = waveform_health(recording * 0.9, RATE, recording).to_dict()
+        broken = waveform_health(tone_over(recording), RATE, recording).to_dict()
+        pooled = pool_health([healthy, broken, {**healthy, "dc_offset": -healthy["dc_offset"]}])
+        assert pooled["unhealthy"] == pytest.approx(1 / 3)
+        assert pooled["dc_offset"] == pytest.approx((2 * abs(healthy["dc_offset"]) + abs(broken["dc_offset"])) / 3)
+        assert pooled["level_vs_reference_db"] > 0
+        assert pool_health([]) == {}
+
+    def test_report_keys_are_the_fields_of_a_health_result(self):
+        # Tables and pooled figures iterate HEALTH_KEYS; a field added to WaveformHealth must be added there too.
+        assert set(HEALTH_KEYS) == set(WaveformHealth.__dataclass_fields__)
 
 
 class TestScoring:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ __all__ = [
     "full_band_distance",
     "health_problems",
     "multi_resolution_stft_distance",
+    "pool_health",
     "pooled_segment_health",
     "waveform_health",
 ]
@@ -177,14 +178,13 @@ def batch_health(
     """
     with torch.autocast(waveforms.device.type, enabled=False):
         clips = waveforms.detach().float().reshape(waveforms.shape[0], -1)
-        power = torch.fft.rfft(clips, dim=-1).abs().square()  # (batch, bins)
-        frequencies = torch.fft.rfftfreq(clips.shape[-1], 1.0 / sampling_rate).to(clips.device)
-        total = power.sum(-1).clamp_min(1e-20)
+        total, high, low = _band_powers(clips, sampling_rate)
+        total = total.clamp_min(1e-20)
         figures = {
             "clipped": (clips.abs() >= CLIP_LEVEL).float().mean(-1),
             "dc_offset": clips.mean(-1),
-            "high_band": power[:, frequencies > HIGH_BAND_HZ].sum(-1) / total,
-            "low_band": power[:, frequencies < LOW_BAND_HZ].sum(-1) / total,
+            "high_band": high / total,
+            "low_band": low / total,
             "rms_db": _rms_db(clips),
             "silence": _silence_share(clips, sampling_rate),
         }
@@ -209,14 +209,13 @@ def pooled_segment_health(
     with torch.autocast(generated.device.type, enabled=False):
         clips = generated.detach().float().reshape(generated.shape[0], -1)
         targets = target.detach().float().reshape(clips.shape)
-        power = torch.fft.rfft(clips, dim=-1).abs().square()
-        frequencies = torch.fft.rfftfreq(clips.shape[-1], 1.0 / sampling_rate).to(clips.device)
-        total = power.sum().clamp_min(1e-20)
+        total, high, low = _band_powers(clips, sampling_rate)
+        total = total.sum().clamp_min(1e-20)
         return {
             "clipped": (clips.abs() >= CLIP_LEVEL).float().mean(),
             "dc_offset": clips.mean(-1).abs().mean(),
-            "high_band": power[:, frequencies > HIGH_BAND_HZ].sum() / total,
-            "low_band": power[:, frequencies < LOW_BAND_HZ].sum() / total,
+            "high_band": high.sum() / total,
+            "low_band": low.sum() / total,
             "level_vs_reference_db": 10
             * torch.log10(clips.square().sum().clamp_min(1e-12) / targets.square().sum().clamp_min(1e-12)),
             "spectral_distance": multi_resolution_stft_distance(clips, targets).mean(),
@@ -320,21 +319,18 @@ def pool_health(items: Iterable[Mapping[str, float | None]]) -> dict[str, float]
     return pooled
 
 
-def threshold_summary(thresholds: HealthThresholds | None = None) -> str:
-    """One line naming the limits, for logs and reports."""
-    limits = thresholds or HealthThresholds()
-    return (
-        f"clipped < {100 * limits.max_clipped:g} %, |DC| < {limits.max_dc_offset:g}, power above "
-        f"{HIGH_BAND_HZ / 1000:g} kHz < {100 * limits.max_high_band:g} %, below {LOW_BAND_HZ:g} Hz < "
-        f"{100 * limits.max_low_band:g} %, level within ±{limits.max_level_difference_db:g} dB of the recording"
-    )
-
-
 def _as_float_tensor(waveform) -> torch.Tensor:
     clip = torch.as_tensor(np.asarray(waveform) if not isinstance(waveform, torch.Tensor) else waveform)
     if not clip.is_floating_point():
         clip = clip.float() / 32768.0
-    return clip.detach().float().cpu().reshape(-1) if clip.dim() != 1 else clip.detach().float().cpu()
+    return clip.detach().float().cpu().reshape(-1)
+
+
+def _band_powers(clips: torch.Tensor, sampling_rate: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per item `(batch,)`: the total power, the power above `HIGH_BAND_HZ` and below `LOW_BAND_HZ`."""
+    power = torch.fft.rfft(clips, dim=-1).abs().square()
+    frequencies = torch.fft.rfftfreq(clips.shape[-1], 1.0 / sampling_rate).to(clips.device)
+    return power.sum(-1), power[:, frequencies > HIGH_BAND_HZ].sum(-1), power[:, frequencies < LOW_BAND_HZ].sum(-1)
 
 
 def _rms_db(clips: torch.Tensor) -> torch.Tensor:
@@ -355,6 +351,3 @@ def _log_magnitude_db(clips: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor
     spectrum = torch.stft(clips, n_fft, hop, window=window, center=True, pad_mode="reflect", return_complex=True)
     return 20 * torch.log10(spectrum.abs().clamp_min(MAGNITUDE_FLOOR))  # (batch, bins, frames)
 
-
-# Field names double as report keys; keep them in step.
-assert {f.name for f in fields(WaveformHealth)} == set(HEALTH_KEYS)
