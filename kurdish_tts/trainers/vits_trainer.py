@@ -20,6 +20,7 @@ from ..models.vits import losses
 from ..models.vits.cuda_graphs import GraphedLoss
 from ..models.vits.modeling_discriminator import load_discriminator
 from ..models.vits.modeling_vits_training import VitsForTraining
+from .eval_batches import require_an_eval_batch
 from .vits_arguments import VitsTrainingArguments
 
 logger = logging.get_logger(__name__)
@@ -124,6 +125,7 @@ class VitsTrainer(Trainer):
         **kwargs,
     ):
         # Args
+        require_an_eval_batch(eval_dataset, args)
         if args.gan_update == "alternating" and args.world_size > 1:
             raise ValueError(
                 f"gan_update='alternating' runs the discriminator outside the DDP-wrapped forward, which DDP cannot "

@@ -13,6 +13,7 @@ from transformers.utils import logging
 from ..data.collators import SAMPLE_IDS
 from ..data.xtts_collator import XTTS_COLUMNS, DataCollatorForXtts, ReferencePool
 from ..models.xtts import XttsForTextToSpeech, losses
+from .eval_batches import require_an_eval_batch
 from .vits_trainer import _MixedPrecisionMonitor, _numpy_format
 from .xtts_arguments import XttsTrainingArguments
 
@@ -85,6 +86,7 @@ class XttsTrainer(Trainer):
         callbacks: list[TrainerCallback] | None = None,
         **kwargs,
     ):
+        require_an_eval_batch(eval_dataset, args)
         # Model
         if isinstance(model, str):
             model = XttsForTextToSpeech.from_pretrained(model)
