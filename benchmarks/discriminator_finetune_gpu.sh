@@ -50,6 +50,7 @@ elif finished "$runs/pretrain"; then
 fi
 wait_for "$runs/own" "$runs/fresh"
 if finished "$runs/own" && finished "$runs/fresh"; then
+  pack "$runs" "$out" pretrain own fresh  # the runs' records first, in case the call's time runs out below
   held_out "$runs/own" "$finetune_corpus" "$runs/own_held_out_before" "$pretrained" 8 &
   held_out "$runs/own" "$finetune_corpus" "$runs/own_held_out" "" 8 &
   held_out "$runs/fresh" "$finetune_corpus" "$runs/fresh_held_out" "" 8
