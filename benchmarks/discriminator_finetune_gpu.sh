@@ -9,6 +9,7 @@
 # 2. From that best model, on FINETUNE_CORPUS (another voice, ~120 training clips), two fine-tunes started together
 #    on the one GPU, same seed, same data split, same FINETUNE_MINUTES (default 5) of budget:
 #    RUNS/own (`--discriminator auto`: the model's own discriminator) and RUNS/fresh (`--discriminator none`).
+#    140 clips hold out 14 (a tenth), evaluated in two batches of 7.
 # 3. The fine-tune corpus's held-out sentences synthesized by the pretrained model (before) and by both fine-tunes;
 #    the loss curves of both side by side (compare_runs.py: OUT/own_vs_fresh.md and .png).
 #
@@ -42,6 +43,7 @@ pretrained=$runs/pretrain/best_model
 if finished "$runs/pretrain" && [ -d "$pretrained" ]; then
   finetune=(--data "$finetune_corpus" --model_name_or_path "$pretrained" --seed 42 --data_seed 42
     --target_hours "$finetune_hours" --per_device_train_batch_size 16 --eval_samples 20 --eval_steps 100
+    --per_device_eval_batch_size 7
     --save_steps 400 --save_total_limit 1)
   start "$runs/own" "${finetune[@]}" --discriminator auto
   start "$runs/fresh" "${finetune[@]}" --discriminator none
