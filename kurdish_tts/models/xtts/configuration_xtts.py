@@ -165,12 +165,13 @@ class XttsConfig(PretrainedConfig):
             knows that the text ends there (the tokenizer's last token is a blank, like every second one), and the
             stop head has nothing to tell the end of the sentence from a pause (see `benchmarks/README.md`, "XTTS
             alignment").
-        position_init (`str`, *optional*, defaults to `"learned"`):
-            How the (learned) text and mel-step position tables start. `"learned"`: random, like every embedding.
-            `"aligned"`: sinusoids on one time axis, text position `n` at `n` and decoder step `t` at
-            `t * text_tokens_per_step`, so that a head comparing positions attends near the diagonal from the first
-            step; generation can then follow the text by position when the generated frames are still too blurred to
-            tell where it is.
+        position_init (`str`, *optional*, defaults to `"aligned"`):
+            How the (learned) text and mel-step position tables start. `"aligned"`: sinusoids on one time axis, text
+            position `n` at `n` and decoder step `t` at `t * text_tokens_per_step`, so that a head comparing positions
+            attends near the diagonal from the first step, and generation can follow the text by position while its
+            own frames are still too blurred to tell where it is. `"learned"`: random, like every embedding (before
+            issue 20; on the CPU experiment its free-running attention stayed on the first tokens, see
+            `benchmarks/README.md`, "XTTS alignment"). Only the initialization differs: a saved model loads its tables.
         text_tokens_per_second (`float`, *optional*, defaults to `25.0`):
             With `position_init="aligned"`: the speaking rate in text tokens (blanks included) per second that maps
             decoder steps onto text positions (espeak-ng Kurmanji reads about 12 letters, so 25 tokens, a second).
@@ -222,7 +223,7 @@ class XttsConfig(PretrainedConfig):
         postnet_num_layers: int = 5,
         postnet_dropout: float = 0.1,
         mark_text_end: bool = True,
-        position_init: str = "learned",
+        position_init: str = "aligned",
         text_tokens_per_second: float = 25.0,
         **kwargs,
     ):

@@ -314,8 +314,12 @@ class XttsForTextToSpeech(XttsGenerationMixin, PreTrainedModel):
 
 
 def _sinusoids(positions: torch.Tensor, width: int) -> torch.Tensor:
-    """`(len(positions), width)` sinusoidal encodings (Vaswani et al.) of real-valued positions, scaled to unit norm per
-    row so that they start no larger than the rest of an embedding."""
+    """`(len(positions), width)` sinusoidal encodings (Vaswani et al.) of real-valued positions, unit norm per row.
+
+    Far larger than the other embeddings' rows (entries of std `initializer_range`): at that smaller scale the tiny
+    model's attention did not align on the CPU experiment (`benchmarks/README.md`, "XTTS alignment"). The price is an
+    untrained model whose output depends little on the text and the voice until training has grown their share.
+    """
     frequencies = torch.exp(-torch.arange(0, width, 2, dtype=torch.float32) * (torch.log(torch.tensor(1e4)) / width))
     angles = positions.unsqueeze(1) * frequencies.unsqueeze(0)  # (positions, width / 2)
     table = torch.zeros(len(positions), width)
