@@ -84,7 +84,9 @@ def main(argv=None) -> int:
     for v, voice in enumerate(voices):
         # Each voice starts at its own offset of the pool, so the voices read partly different sentences.
         start = (v * len(training_pool)) // len(voices)
-        plan += [(voice, training_pool[(start + k) % len(training_pool)], None) for k in range(options.clips_per_voice)]
+        plan += [
+            (voice, training_pool[(start + k) % len(training_pool)], None) for k in range(options.clips_per_voice)
+        ]
     plan += [(HELD_OUT_VOICE, s, "held_out") for s in held_out]
     plan += [(HELD_OUT_VOICE, s, "references") for s in references]
     for index, (voice, sentence, role) in enumerate(plan, start=1):

@@ -105,7 +105,9 @@ def score(model, tokenizer, held_out, reference_mel, items: int) -> dict:
             fired = torch.sigmoid(forced.stop_logits[0, :steps]) > 0.5
             first = int(fired.float().argmax()) if fired.any() else steps
             generated = model.generate_mel(
-                ids, reference_mel=reference_mel, max_new_frames=min(2 * padded, config.max_mel_frames),
+                ids,
+                reference_mel=reference_mel,
+                max_new_frames=min(2 * padded, config.max_mel_frames),
                 output_attentions=True,
             )
         length = int(generated.mel_lengths[0])
@@ -148,10 +150,15 @@ def main(argv=None) -> int:
     config_overrides, arg_overrides = VARIANTS[options.variant]
     tokenizer = build_kurmanji_tokenizer()
     config = XttsConfig.for_size(
-        "tiny", vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id, mel=MelConfig(),
+        "tiny",
+        vocab_size=tokenizer.vocab_size,
+        pad_token_id=tokenizer.pad_token_id,
+        mel=MelConfig(),
         **config_overrides,
     )
-    tokenizer, train, held_out, references = load(Path(options.corpus), options.train_voices, options.cache_dir, config)
+    tokenizer, train, held_out, references = load(
+        Path(options.corpus), options.train_voices, options.cache_dir, config
+    )
     torch.manual_seed(options.seed)
     model = XttsForTextToSpeech(config)
     args = XttsTrainingArguments(

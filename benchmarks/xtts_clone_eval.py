@@ -90,7 +90,9 @@ def main(argv=None) -> int:
 
     references = [load_audio(str(clip_path(corpus, i)), rate).waveform for i in split["references"]]
     durations = [len(r) / rate for r in references]
-    chosen = next((k for k, d in enumerate(durations) if 3.0 <= d <= 6.0), int(np.argmin(np.abs(np.subtract(durations, 4.5)))))
+    chosen = next(
+        (k for k, d in enumerate(durations) if 3.0 <= d <= 6.0), int(np.argmin(np.abs(np.subtract(durations, 4.5))))
+    )
     reference = references[chosen]
     reference_id = split["references"][chosen]
     voices = {}
@@ -104,6 +106,12 @@ def main(argv=None) -> int:
     reference_mel = cloner.reference_mel(reference)
 
     scores = {name: [] for name in vocoders}
+
+    def save():
+        return write_results(
+            out, options, scores, unavailable, recording_similarity, reference_id, reference, rate, split, voices
+        )
+
     # The ceiling of the similarity measure: the held-out voice's own recordings against its reference and the
     # training voices. A clone cannot be expected to beat it, and if its margin is small the measure cannot tell
     # these voices apart.
@@ -143,6 +151,16 @@ def main(argv=None) -> int:
                 f"{score.mcd:.2f} sim {score.similarity['to_reference']:.3f}/{score.similarity['to_others_max']:.3f}",
                 flush=True,
             )
+        save()
+    payload = save()
+    print(render(payload))
+    return 0
+
+
+def write_results(
+    out, options, scores, unavailable, recording_similarity, reference_id, reference, rate, split, voices
+):
+    """The table so far (markdown and JSON): written after every clip, so a run cut short still leaves its rows."""
     summaries = {name: summarize_clones(items) for name, items in scores.items()}
     payload = {
         "model": options.model,
@@ -160,8 +178,7 @@ def main(argv=None) -> int:
     }
     write_json_atomically(out / "clone_table.json", payload, indent=1)
     write_text_atomically(out / "clone_table.md", render(payload))
-    print(render(payload))
-    return 0
+    return payload
 
 
 def _f(value, digits=2):

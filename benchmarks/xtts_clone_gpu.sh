@@ -12,9 +12,9 @@
 #   1. install the carried wheels (only what is missing);
 #   2. a training corpus of the training voices only (metadata filtered, audio linked): the held-out voice of
 #      `split.json` never reaches training, neither do its held-out sentences (no training voice reads them);
-#   3. `scripts/train_xtts.py --model_size small --mel_settings mms`, bf16, for XTTS_TRAIN_MINUTES (default 5.5) of
+#   3. `scripts/train_xtts.py --model_size small --mel_settings mms`, bf16, for XTTS_TRAIN_MINUTES (default 5) of
 #      wall clock: the run's time budget plans max_steps from timed steps and its TimeBudgetCallback stops it in
-#      time, so the call always reaches step 4;
+#      time; a `timeout` one minute past the budget is the backstop, so the call always reaches step 4;
 #   4. `benchmarks/xtts_clone_eval.py` on the best model (the last checkpoint when no evaluation passed the health
 #      gate): WAVs (reference, recordings, clones), attention PNGs, the table as markdown and JSON;
 #   5. the run's summary, loss curve, evaluation samples and attention plots are copied next to it.
@@ -23,7 +23,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/xtts_clone_gpu}
 corpus=${XTTS_CORPUS:-gpu/xtts_corpus}
-minutes=${XTTS_TRAIN_MINUTES:-5.5}
+minutes=${XTTS_TRAIN_MINUTES:-5}
 work=${XTTS_WORK:-/tmp/xtts_clone_work}
 began=$SECONDS
 say() { echo "[$((SECONDS - began)) s] $*"; }
@@ -65,15 +65,20 @@ if [ -n "${XTTS_GPU_SMOKE:-}" ]; then
     --preprocessing_num_workers 1 --synthesis_metrics_samples 1)
   eval_items=2
   size=tiny
+  # The busy CPU is far slower than the budget's minimum steps assume: no backstop below 20 minutes.
+  train_limit=1200 eval_limit=900
 else
-  size_flags=(--model_size small --bf16 true --tf32 true --per_device_train_batch_size 32 --eval_steps 250
-    --save_steps 250 --dataloader_num_workers 6 --preprocessing_num_workers 8 --synthesis_metrics_samples 4)
+  # Evaluations every 500 steps: each generates 4 held-out clips autoregressively, which an untrained model runs
+  # to the length cap; more often would spend a large share of the 5 minutes there.
+  size_flags=(--model_size small --bf16 true --tf32 true --per_device_train_batch_size 32 --eval_steps 500
+    --save_steps 500 --dataloader_num_workers 6 --preprocessing_num_workers 8 --synthesis_metrics_samples 4)
   eval_items=${XTTS_EVAL_ITEMS:-10}
   size=small
+  train_limit=$(python -c "print(int($minutes * 60 + 60))") eval_limit=240
 fi
 hours=$(python -c "print($minutes / 60)")
 say "training for $minutes minutes of wall clock"
-python scripts/train_xtts.py --data "$work/train_corpus" --tokenizer kurmanji --mel_settings mms \
+timeout --signal INT --kill-after 20 "$train_limit" python scripts/train_xtts.py --data "$work/train_corpus" --tokenizer kurmanji --mel_settings mms \
   --output_dir "$run" --cache_dir "$work/cache" --target_hours "$hours" --eval_samples 32 \
   --per_device_eval_batch_size 16 --learning_rate 5e-4 --warmup_steps 0.05 --lr_scheduler_type cosine \
   --eval_strategy steps --save_total_limit 2 --logging_steps 25 --report_to none --disable_tqdm true \
@@ -90,7 +95,7 @@ if [ ! -f "$model/config.json" ]; then
 fi
 if [ -n "$model" ] && [ -f "$model/config.json" ]; then
   [ -f "$model/tokenizer_config.json" ] || cp "$run"/tokenizer* "$run"/vocab.json "$run"/special_tokens_map.json "$model"/ 2>/dev/null
-  python benchmarks/xtts_clone_eval.py --model "$model" --corpus "$corpus" --out "$out/clone" --items "$eval_items" \
+  timeout "$eval_limit" python benchmarks/xtts_clone_eval.py --model "$model" --corpus "$corpus" --out "$out/clone" --items "$eval_items" \
     --label "($size, $minutes min on $(head -c 40 "$out/device.txt" 2>/dev/null || echo cpu))" > "$out/clone.log" 2>&1
   say "clone evaluation exited with $?"; tail -n 30 "$out/clone.log"
 else

@@ -153,8 +153,9 @@ class VoiceCloner:
         seed (`int`, *optional*, defaults to `0`): Seed of the (dropout-free) generation's random state.
     """
 
-    def __init__(self, model, tokenizer, *, vocoder=None, max_seconds: float = 30.0, stop_threshold: float = 0.5,
-                 seed: int = 0):
+    def __init__(
+        self, model, tokenizer, *, vocoder=None, max_seconds: float = 30.0, stop_threshold: float = 0.5, seed: int = 0
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self._characters = tokenizer_characters(tokenizer)
@@ -198,12 +199,16 @@ class VoiceCloner:
         mel = mel_spectrogram(torch.from_numpy(waveform), self.model.config.mel_config).T  # (frames, n_mels)
         return mel.unsqueeze(0).to(self.model.device)
 
-    def clone(self, text: str, reference: str | os.PathLike | np.ndarray | torch.Tensor, *, vocoder=None) -> CloneResult:
+    def clone(
+        self, text: str, reference: str | os.PathLike | np.ndarray | torch.Tensor, *, vocoder=None
+    ) -> CloneResult:
         """Speak `text` in the voice of `reference` (an audio file, a waveform at the model's rate, or the
         `(1, frames, n_mels)` log-mel of `reference_mel`); `vocoder` overrides the cloner's for this call."""
         normalized = normalize_text(text, self._characters).text
         if not normalized.strip():
-            raise UsageError(f"the text {text!r} has nothing the model can read (no Kurmanji letters after normalizing)")
+            raise UsageError(
+                f"the text {text!r} has nothing the model can read (no Kurmanji letters after normalizing)"
+            )
         inputs = self.tokenizer(normalized, return_tensors="pt").to(self.model.device)
         reference_mel = reference if torch.is_tensor(reference) and reference.dim() == 3 else None
         if reference_mel is None:

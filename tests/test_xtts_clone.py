@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from kurdish_tts.clone import MIN_REFERENCE_SECONDS, ReferenceClipError, VoiceCloner, check_reference
 from kurdish_tts.cli import clone as clone_cli
+from kurdish_tts.clone import MIN_REFERENCE_SECONDS, ReferenceClipError, VoiceCloner, check_reference
 from kurdish_tts.evaluation.xtts_clone import attention_path, speaker_similarity, stopped_at_text_end
 from kurdish_tts.models.xtts import XttsConfig, XttsForTextToSpeech, losses
 
@@ -66,16 +66,29 @@ class TestGenerationAttention:
         reference = torch.randn(1, 30, model.config.n_mels) - 5
         with torch.no_grad():
             generated = model.generate_mel(
-                ids["input_ids"], ids["attention_mask"], reference_mel=reference, max_new_frames=24,
-                stop_threshold=1.0, output_attentions=True,
+                ids["input_ids"],
+                ids["attention_mask"],
+                reference_mel=reference,
+                max_new_frames=24,
+                stop_threshold=1.0,
+                output_attentions=True,
             )
             forced = model(
-                ids["input_ids"], ids["attention_mask"], mel=generated.mel_before, reference_mel=reference,
+                ids["input_ids"],
+                ids["attention_mask"],
+                mel=generated.mel_before,
+                reference_mel=reference,
                 output_attentions=True,
             )
         steps = generated.text_mel_attention.shape[1]
-        assert generated.text_mel_attention.shape == (1, 24 // model.config.reduction_factor, ids["input_ids"].shape[1])
-        torch.testing.assert_close(generated.text_mel_attention, forced.text_mel_attention[:, :steps], atol=1e-5, rtol=0)
+        assert generated.text_mel_attention.shape == (
+            1,
+            24 // model.config.reduction_factor,
+            ids["input_ids"].shape[1],
+        )
+        torch.testing.assert_close(
+            generated.text_mel_attention, forced.text_mel_attention[:, :steps], atol=1e-5, rtol=0
+        )
         torch.testing.assert_close(generated.text_mel_attention.sum(-1), torch.ones(1, steps), atol=1e-5, rtol=0)
 
     def test_text_end_marker_changes_only_the_last_real_token(self, tokenizer):
@@ -184,8 +197,18 @@ class TestCloneCommand:
 
     def run(self, model_dir, reference, output, capsys, text="Ez ê sibê werim malê."):
         code = clone_cli.main(
-            ["--model", str(model_dir), "--reference", str(reference), "--text", text, "--output", str(output),
-             "--max_seconds", "0.3"]
+            [
+                "--model",
+                str(model_dir),
+                "--reference",
+                str(reference),
+                "--text",
+                text,
+                "--output",
+                str(output),
+                "--max_seconds",
+                "0.3",
+            ]
         )
         return code, capsys.readouterr()
 

@@ -92,7 +92,9 @@ def attention_path(attention: np.ndarray) -> AttentionPath:
     moves = np.diff(peaks)
     # Against the furthest token read so far, not the previous step: a path that slips back one token per step would
     # pass a step-to-step test while reading the text backwards.
-    monotonic = float((peaks[1:] >= np.maximum.accumulate(peaks)[:-1] - BACKWARD_TOLERANCE).mean()) if len(moves) else 1.0
+    monotonic = (
+        float((peaks[1:] >= np.maximum.accumulate(peaks)[:-1] - BACKWARD_TOLERANCE).mean()) if len(moves) else 1.0
+    )
     covered = np.zeros(tokens, dtype=bool)
     for offset in range(-COVERAGE_RADIUS, COVERAGE_RADIUS + 1):
         covered[np.clip(peaks + offset, 0, tokens - 1)] = True
@@ -169,7 +171,12 @@ def speaker_similarity(
     to_reference = cosine(fingerprint, mean_mel_cepstrum(reference, mel_config))
     scores = {name: cosine(fingerprint, mean_mel_cepstrum(clip, mel_config)) for name, clip in others.items()}
     if not scores:
-        return {"to_reference": to_reference, "to_others_max": float("nan"), "closest_other": "", "margin": float("nan")}
+        return {
+            "to_reference": to_reference,
+            "to_others_max": float("nan"),
+            "closest_other": "",
+            "margin": float("nan"),
+        }
     closest = max(scores, key=scores.get)
     return {
         "to_reference": to_reference,
