@@ -242,6 +242,10 @@ class TestCloneCommand:
         assert captured.err.startswith("error: ") and message in captured.err
         assert "Traceback" not in captured.err and not output.exists()
 
+    def test_output_must_be_an_audio_file_name(self, model_dir, tmp_path, capsys):
+        code, captured = self.run(model_dir, tmp_path / "ref.wav", tmp_path / "out.txt", capsys)
+        assert code == 2 and "give a .wav" in captured.err
+
     def test_missing_reference_and_model_exit_2(self, model_dir, tmp_path, capsys):
         code, captured = self.run(model_dir, tmp_path / "nowhere.wav", tmp_path / "out.wav", capsys)
         assert code == 2 and "does not exist" in captured.err

@@ -9,6 +9,7 @@ model's rate, e.g. 8 kHz) clip is refused with a message saying what to record. 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..errors import UsageError
 from .entry_point import OneLineArgumentParser, entry_point
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     if not args.text.strip():
         raise UsageError("--text is empty: give the sentence to speak")
+    if Path(args.output).suffix.lower() not in (".wav", ".flac", ".ogg"):
+        raise UsageError(f"--output {args.output}: give a .wav (or .flac, .ogg) file name")
     if not args.max_seconds > 0:
         raise UsageError(f"--max_seconds must be positive, got {args.max_seconds}")
     # Heavy imports after the argument checks, so mistakes answer at once.
