@@ -15,7 +15,7 @@
 #   3. `scripts/train_xtts.py --model_size small --mel_settings mms`, bf16, for XTTS_TRAIN_MINUTES (default 5) of
 #      wall clock: the run's time budget plans max_steps from timed steps and its TimeBudgetCallback stops it in
 #      time; a `timeout` one minute past the budget is the backstop, so the call always reaches step 4;
-#   4. `benchmarks/xtts_clone_eval.py` on the best model (the last checkpoint when no evaluation passed the health
+#   4. `benchmarks/xtts_clone_eval.py` on the best model (the final model when no evaluation passed the health
 #      gate): WAVs (reference, recordings, clones), attention PNGs, the table as markdown and JSON;
 #   5. the run's summary, loss curve, evaluation samples and attention plots are copied next to it.
 # Everything lands in $OUT (the device tool's output folder): OUT/clone/clone_table.md is the table.
@@ -88,10 +88,13 @@ status=$?
 say "training exited with $status"; tail -n 15 "$out/train.log"
 
 # 4. Clone the held-out voice
+# The best model by eval_mel among evaluations whose audio passed the health checks; else the final model the run
+# saved in its folder (an untrained model's quiet audio fails them); else, if training was cut, the last checkpoint.
 model=$run/best_model
 if [ ! -f "$model/config.json" ]; then
-  model=$(ls -d "$run"/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -1)
-  say "no best_model (see train.log); cloning with the last checkpoint: ${model:-none}"
+  model=$run
+  [ -f "$model/model.safetensors" ] || model=$(ls -d "$run"/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -1)
+  say "no best_model (see train.log: the health gate or a cut run); cloning with ${model:-nothing}"
 fi
 if [ -n "$model" ] && [ -f "$model/config.json" ]; then
   [ -f "$model/tokenizer_config.json" ] || cp "$run"/tokenizer* "$run"/vocab.json "$run"/special_tokens_map.json "$model"/ 2>/dev/null
