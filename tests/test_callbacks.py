@@ -308,7 +308,11 @@ class TestPlots:
         alignment[np.repeat(np.arange(5), [2, 3, 2, 4, 1]), np.arange(12)] = 1
         figure = alignment_figure(alignment)
         axes = figure.axes[0]
-        assert axes.get_xlabel() == "frames" and axes.get_ylabel() == "tokens"
+        assert axes.get_xlabel() == "mel frames" and axes.get_ylabel() == "text tokens"
+        # The XTTS-style attention has one column per decoder step of r frames; its plots say so.
+        assert alignment_figure(alignment, xlabel="decoder steps (4 mel frames each)").axes[0].get_xlabel() == (
+            "decoder steps (4 mel frames each)"
+        )
         assert axes.get_ylim()[0] < axes.get_ylim()[1]  # origin lower: token 0 at the bottom
         assert figure_to_array(figure).shape[2] == 3
 

@@ -89,3 +89,5 @@ def test_tiny_recipe_end_to_end(small_corpus, tmp_dir, capsys):
     assert (best / "tokenizer_config.json").is_file()
     assert list((output / "samples").glob("step-*/sample-0.wav")), "the audio sample callback wrote no sample"
     assert list((output / "samples").glob("step-*/alignment-0.png")), "no attention plot was written"
+    # The sample's own (free-running) attention, next to its audio, at every evaluation.
+    assert list((output / "samples").glob("step-*/sample-0-attention.png")), "no free-running attention plot"

@@ -156,8 +156,37 @@ class TestGuidedAttention:
         attention = torch.zeros(1, 3, 3)
         attention[0, 1, 0] = 1.0  # real region: 2 steps x 2 positions
         attention[0, 2, 2] = 100.0  # padding: must not count
-        loss = losses.guided_attention_loss(attention, torch.tensor([2]), torch.tensor([2]), sigma=0.5)
+        lengths = torch.tensor([2])
+        # Per step (the default): step 1's penalty over its tokens, averaged over the 2 real steps.
+        loss = losses.guided_attention_loss(attention, lengths, lengths, sigma=0.5)
+        assert loss.item() == pytest.approx((1 - math.exp(-0.5)) / 2)
+        # Per element: the same over the 2 x 2 real pairs, i.e. divided by the text length too.
+        loss = losses.guided_attention_loss(attention, lengths, lengths, sigma=0.5, reduction="element")
         assert loss.item() == pytest.approx((1 - math.exp(-0.5)) / 4)
+
+    def test_per_step_penalty_does_not_shrink_with_text_length(self):
+        # The same off-diagonal attention (every step on the last token) for a short and a long text: the "element"
+        # term falls with the text length, the per-step term does not (the reason it became the default).
+        def off_diagonal(tokens):
+            attention = torch.zeros(1, 8, tokens)
+            attention[0, :4, -1] = 1.0
+            return losses.guided_attention_loss(attention, torch.tensor([tokens]), torch.tensor([8]), reduction="step")
+
+        assert off_diagonal(40).item() == pytest.approx(off_diagonal(10).item(), rel=0.1)
+        element = [
+            losses.guided_attention_loss(
+                torch.nn.functional.one_hot(torch.full((1, 8), n - 1), n).float(),
+                torch.tensor([n]),
+                torch.tensor([8]),
+                reduction="element",
+            ).item()
+            for n in (10, 40)
+        ]
+        assert element[1] < element[0] / 3
+
+    def test_unknown_reduction_is_refused(self):
+        with pytest.raises(ValueError, match="reduction"):
+            losses.guided_attention_loss(torch.zeros(1, 2, 2), torch.tensor([2]), torch.tensor([2]), reduction="sum")
 
 
 def test_length_mask():

@@ -219,7 +219,9 @@ class TestXttsForward:
 
 class TestXttsCloning:
     def test_different_voices_give_different_conditioning_and_mels(self, tokenizer, tiny_demo):
-        model = tiny_model(tokenizer)
+        # Random position tables: the aligned ones (the default) start at unit norm and, untrained, swamp the voice's
+        # share of the output; that the voice reaches the mel at all is what this test checks.
+        model = tiny_model(tokenizer, position_init="learned")
         rows = tiny_demo.select([0, 1]).with_format("numpy")
         assert rows[0]["speaker"] != rows[1]["speaker"]
         references = [torch.from_numpy(np.asarray(rows[i]["mel"], dtype=np.float32)[:400]) for i in range(2)]

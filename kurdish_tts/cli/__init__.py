@@ -17,6 +17,7 @@ COMMANDS = {
     "convert-discriminator": "convert_discriminator",
     "train": "train_vits",
     "train-xtts": "train_xtts",
+    "clone": "clone",
     "evaluate": "evaluate",
     "push": "push_to_hub",
     "feedback": "train_feedback",

@@ -94,8 +94,8 @@ def full_band_spectrogram_figure(
     return figure
 
 
-def alignment_figure(alignment: np.ndarray, title: str = "") -> Figure:
-    """A text-to-frame alignment, tokens on the y axis and frames on the x axis.
+def alignment_figure(alignment: np.ndarray, title: str = "", xlabel: str = "mel frames") -> Figure:
+    """A text-to-frame alignment, tokens on the y axis and frames (or decoder steps) on the x axis.
 
     A healthy VITS alignment is a staircase from the bottom left to the top right; a blurred or stuck diagonal is the
     first sign that the text encoder and the flow have stopped agreeing.
@@ -105,6 +105,9 @@ def alignment_figure(alignment: np.ndarray, title: str = "") -> Figure:
             Hard (0/1) or soft alignment of one item, cropped to its real tokens and frames.
         title (`str`, *optional*, defaults to `""`):
             Axes title.
+        xlabel (`str`, *optional*, defaults to `"mel frames"`):
+            What a column is: VITS aligns every mel frame; the XTTS-style model's attention has one column per
+            decoder step of `reduction_factor` frames, and says so.
 
     Returns:
         `matplotlib.figure.Figure`
@@ -114,7 +117,7 @@ def alignment_figure(alignment: np.ndarray, title: str = "") -> Figure:
     axes = figure.add_subplot()
     image = axes.imshow(alignment, aspect="auto", origin="lower", interpolation="none", cmap="viridis")
     figure.colorbar(image, ax=axes)
-    axes.set(xlabel="frames", ylabel="tokens", title=title)
+    axes.set(xlabel=xlabel, ylabel="text tokens", title=title)
     return figure
 
 

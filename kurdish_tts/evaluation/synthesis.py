@@ -64,12 +64,16 @@ class SynthesisResult:
         seconds (`float`): Wall-clock time of the generation (device synchronized), for the real-time factor.
         hit_max_length (`bool`, *optional*, defaults to `False`):
             Whether generation stopped at its length limit rather than by predicting the end (a stop failure).
+        attention (`np.ndarray` of shape `(steps, tokens)`, *optional*):
+            For an autoregressive model, the text attention of each generated decoder step (what it read while
+            speaking, as opposed to the teacher-forced alignment plots); `None` for VITS.
     """
 
     waveform: np.ndarray
     sampling_rate: int
     seconds: float
     hit_max_length: bool = False
+    attention: np.ndarray | None = None
 
 
 class Synthesizer(Protocol):

@@ -140,16 +140,22 @@ class XttsSynthesizer:
         with inference(self.model, self.seed):
             _synchronize(self.device)
             began = time.perf_counter()
-            waveforms, hit_max_length = self.model.synthesize(
+            generated = self.model.generate_mel(
                 inputs["input_ids"],
                 inputs["attention_mask"],
                 reference_mel=reference,
                 max_new_frames=self.max_new_frames,
                 stop_threshold=self.stop_threshold,
-                vocoder=self.vocoder,
+                output_attentions=True,
             )
+            waveform = self.vocoder(generated.mel.float(), generated.mel_lengths)[0]
             _synchronize(self.device)
             seconds = time.perf_counter() - began
+        steps = -(-int(generated.mel_lengths[0]) // self.model.config.reduction_factor)
         return SynthesisResult(
-            waveform=waveforms[0], sampling_rate=self.sampling_rate, seconds=seconds, hit_max_length=hit_max_length[0]
+            waveform=waveform.float().cpu().numpy(),
+            sampling_rate=self.sampling_rate,
+            seconds=seconds,
+            hit_max_length=bool(generated.hit_max_length[0]),
+            attention=generated.text_mel_attention[0, :steps].float().cpu().numpy(),
         )

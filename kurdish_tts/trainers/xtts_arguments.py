@@ -62,9 +62,21 @@ class XttsTrainingArguments(TrainingArguments):
         fast attention path).
     guided_attention_sigma (`float`, *optional*, defaults to `0.2`):
         Width of the diagonal band, in fractions of the text and mel lengths.
+    guided_attention_reduction (`str`, *optional*, defaults to `"step"`):
+        `"step"`: the term is each decoder step's expected penalty, averaged over steps (0 to about 1 whatever the
+        text length); `"element"`: the mean over all (step, token) pairs, i.e. that divided by the text length, the
+        scale before issue 20, which was too weak to align the model (`models.xtts.losses.guided_attention_loss`).
     guided_attention_decay_steps (`int`, *optional*):
         Lower the guided-attention weight linearly to 0 over this many optimizer steps (the alignment only needs the
         help early on); once it is 0 the fast attention path is used again. Constant when unset.
+
+    > Parameters that control teacher forcing
+
+    scheduled_sampling (`float`, *optional*, defaults to `0.0`):
+        Share of decoder steps (drawn per step, per batch) whose input frames are the model's own teacher-forced
+        prediction (from a first pass without gradients) instead of the recording's, so that the decoder learns to
+        keep its place in the text from frames like the ones it will generate. Costs one extra forward pass per step.
+        `0` is plain teacher forcing.
 
     > Parameters that control the data
 
@@ -94,8 +106,15 @@ class XttsTrainingArguments(TrainingArguments):
         default=1.0, metadata={"help": "Weight of the guided-attention term (0 = off)."}
     )
     guided_attention_sigma: float = field(default=0.2, metadata={"help": "Width of the guided-attention diagonal."})
+    guided_attention_reduction: str = field(
+        default="step",
+        metadata={"help": "Guided-attention reduction: 'step' or 'element'.", "choices": ["step", "element"]},
+    )
     guided_attention_decay_steps: int | None = field(
         default=None, metadata={"help": "Decay the guided-attention weight linearly to 0 over this many steps."}
+    )
+    scheduled_sampling: float = field(
+        default=0.0, metadata={"help": "Share of decoder steps fed the model's own prediction (0 = teacher forcing)."}
     )
     reference_max_frames: int = field(default=250, metadata={"help": "Crop reference clips to this many frames."})
     pad_to_multiple_of: int | None = field(
@@ -133,11 +152,17 @@ class XttsTrainingArguments(TrainingArguments):
             raise ValueError(f"stop_pos_weight must be positive (1 = unweighted), got {self.stop_pos_weight}")
         if not self.guided_attention_sigma > 0:
             raise ValueError(f"guided_attention_sigma must be positive, got {self.guided_attention_sigma}")
+        if self.guided_attention_reduction not in ("step", "element"):
+            raise ValueError(
+                f"guided_attention_reduction must be 'step' or 'element', got {self.guided_attention_reduction!r}"
+            )
         if self.guided_attention_decay_steps is not None and self.guided_attention_decay_steps < 1:
             raise ValueError(
                 f"guided_attention_decay_steps must be a positive number of steps (or unset for a constant weight), "
                 f"got {self.guided_attention_decay_steps}"
             )
+        if not 0 <= self.scheduled_sampling <= 1:
+            raise ValueError(f"scheduled_sampling must be in [0, 1], got {self.scheduled_sampling}")
         if self.reference_max_frames < 1:
             raise ValueError(f"reference_max_frames must be >= 1, got {self.reference_max_frames}")
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:

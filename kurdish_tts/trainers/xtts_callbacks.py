@@ -44,9 +44,10 @@ class XttsAudioSampleCallback(AudioSampleCallback):
 
     Behaves as `AudioSampleCallback` (when, where, TensorBoard tags, failure handling, observe-only); what differs
     is the model call. Each sentence is synthesized by `XttsSynthesizer` (autoregressive generation, then the
-    Griffin-Lim vocoder) in the voice of `speaker`'s reference clip, and `alignment-<i>.png` shows the attention of
-    each decoder step to the text (`XttsOutput.text_mel_attention`, teacher forced on the evaluation item), which
-    should become a diagonal as the model learns to align.
+    Griffin-Lim vocoder) in the voice of `speaker`'s reference clip; `sample-<i>-attention.png` shows what each
+    generated decoder step attended to while speaking (free running), and `alignment-<i>.png` the attention of each
+    decoder step to the text teacher forced on an evaluation item (`XttsOutput.text_mel_attention`). Both should
+    become a diagonal as the model learns to align; the x axes count decoder steps of `reduction_factor` mel frames.
 
     Args:
         references (`Mapping[str, np.ndarray]`):
@@ -104,9 +105,20 @@ class XttsAudioSampleCallback(AudioSampleCallback):
             stopped = "hit the length limit" if result.hit_max_length else "stopped"
             image = figure_to_array(spectrogram_figure(mel, title=f"step {step} ({stopped}): {sentence}"))
             save_image(image, folder / f"sample-{index}-mel.png")
+            # What the model read while speaking (free running): the teacher-forced alignment plots can look
+            # diagonal while generation is stuck on one token.
+            attention_image = figure_to_array(
+                alignment_figure(
+                    result.attention.T,
+                    title=f"step {step} ({stopped}, free running): {sentence}",
+                    xlabel=f"decoder steps ({model.config.reduction_factor} mel frames each)",
+                )
+            )
+            save_image(attention_image, folder / f"sample-{index}-attention.png")
             if writer is not None:
                 writer.add_audio(f"samples/{index}", waveform, step, sample_rate=synthesizer.sampling_rate)
                 writer.add_image(f"samples/{index}_mel", image, step, dataformats="HWC")
+                writer.add_image(f"samples/{index}_attention", attention_image, step, dataformats="HWC")
         if writer is not None:
             writer.flush()
 
@@ -126,7 +138,11 @@ class XttsAudioSampleCallback(AudioSampleCallback):
             attention = output.text_mel_attention[index, :steps, :tokens].float().cpu().numpy().T  # (tokens, steps)
             target_mel = inputs["mel"][index, :frames].float().cpu().numpy().T  # (n_mels, frames)
             attention_image = figure_to_array(
-                alignment_figure(attention, title=f"step {step}: evaluation item {index}")
+                alignment_figure(
+                    attention,
+                    title=f"step {step}: evaluation item {index} (teacher forced)",
+                    xlabel=f"decoder steps ({reduction_factor} mel frames each)",
+                )
             )
             target_image = figure_to_array(spectrogram_figure(target_mel, title=f"evaluation item {index}: target"))
             save_image(attention_image, folder / f"alignment-{index}.png")

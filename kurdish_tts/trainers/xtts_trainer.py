@@ -188,10 +188,12 @@ class XttsTrainer(Trainer):
         )
         if mode == "train":
             self._guided_attention_weight = guided_weight
-        outputs = model(**inputs, output_attentions=guided_weight > 0)
         config = self.accelerator.unwrap_model(model).config
         reduction_factor = config.reduction_factor
         target, mel_lengths = inputs["mel"], inputs["mel_lengths"]
+        if mode == "train" and args.scheduled_sampling > 0:
+            inputs = {**inputs, "mel": self._scheduled_sampling_inputs(model, inputs, reduction_factor)}
+        outputs = model(**inputs, output_attentions=guided_weight > 0)
 
         terms = {}
         if args.loss_weight_mel_before:
@@ -216,6 +218,7 @@ class XttsTrainer(Trainer):
                     inputs["attention_mask"].sum(dim=1),
                     losses.decoder_steps(mel_lengths, reduction_factor),
                     sigma=args.guided_attention_sigma,
+                    reduction=args.guided_attention_reduction,
                 )
         weights = {name: getattr(args, f"loss_weight_{name}") for name in LOSS_NAMES}
         weights["guided_attention"] = guided_weight
@@ -230,6 +233,19 @@ class XttsTrainer(Trainer):
             with torch.no_grad():
                 metrics["mel"].append(losses.masked_l1_loss(outputs.mel_after, target, mel_lengths).detach())
         return (loss, outputs) if return_outputs else loss
+
+    def _scheduled_sampling_inputs(self, model, inputs, reduction_factor: int) -> torch.Tensor:
+        """The decoder's input frames with a share `args.scheduled_sampling` of its steps replaced by the model's own
+        teacher-forced predictions (a first pass without gradients): generation feeds back its own, blurrier frames,
+        and a decoder that learned to locate itself in the text by the recorded frames loses its place there."""
+        target = inputs["mel"]
+        with torch.no_grad():
+            predicted = model(**inputs).mel_before.to(target.dtype)  # (batch, frames, n_mels)
+        batch, frames = target.shape[:2]
+        steps = frames // reduction_factor
+        replace = torch.rand(batch, steps, device=target.device) < self.args.scheduled_sampling
+        replace = replace.repeat_interleave(reduction_factor, dim=1).unsqueeze(-1)  # (batch, frames, 1)
+        return torch.where(replace, predicted, target)
 
     def _mel_loss(self, prediction, target, mel_lengths):
         if self.args.mel_loss == "l1":

@@ -65,6 +65,9 @@ MODEL_SIZES = {
 SIZE_MEL = {"tiny": {"n_fft": 32, "hop_length": 16, "win_length": 32, "n_mels": 8}}
 
 
+POSITION_INITS = ("learned", "aligned")
+
+
 class XttsConfig(PretrainedConfig):
     r"""
     Configuration of an [`XttsForTextToSpeech`]: an XTTS-style autoregressive text-to-mel model. A GPT-2 backbone
@@ -157,6 +160,21 @@ class XttsConfig(PretrainedConfig):
             Postnet convolutions (at least 2); all but the last are followed by tanh and dropout.
         postnet_dropout (`float`, *optional*, defaults to `0.1`):
             Dropout inside the postnet.
+        mark_text_end (`bool`, *optional*, defaults to `True`):
+            Add a learned vector to the last real text token. The backbone is causal, so without it no text position
+            knows that the text ends there (the tokenizer's last token is a blank, like every second one), and the
+            stop head has nothing to tell the end of the sentence from a pause (see `benchmarks/README.md`, "XTTS
+            alignment").
+        position_init (`str`, *optional*, defaults to `"aligned"`):
+            How the (learned) text and mel-step position tables start. `"aligned"`: sinusoids on one time axis, text
+            position `n` at `n` and decoder step `t` at `t * text_tokens_per_step`, so that a head comparing positions
+            attends near the diagonal from the first step, and generation can follow the text by position while its
+            own frames are still too blurred to tell where it is. `"learned"`: random, like every embedding (before
+            issue 20; on the CPU experiment its free-running attention stayed on the first tokens, see
+            `benchmarks/README.md`, "XTTS alignment"). Only the initialization differs: a saved model loads its tables.
+        text_tokens_per_second (`float`, *optional*, defaults to `25.0`):
+            With `position_init="aligned"`: the speaking rate in text tokens (blanks included) per second that maps
+            decoder steps onto text positions (espeak-ng Kurmanji reads about 12 letters, so 25 tokens, a second).
 
     Example:
 
@@ -204,6 +222,9 @@ class XttsConfig(PretrainedConfig):
         postnet_kernel_size: int = 5,
         postnet_num_layers: int = 5,
         postnet_dropout: float = 0.1,
+        mark_text_end: bool = True,
+        position_init: str = "aligned",
+        text_tokens_per_second: float = 25.0,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -242,6 +263,11 @@ class XttsConfig(PretrainedConfig):
         self.postnet_kernel_size = postnet_kernel_size
         self.postnet_num_layers = postnet_num_layers
         self.postnet_dropout = postnet_dropout
+        self.mark_text_end = mark_text_end
+        if position_init not in POSITION_INITS:
+            raise ValueError(f"position_init must be one of {POSITION_INITS}, got {position_init!r}")
+        self.position_init = position_init
+        self.text_tokens_per_second = text_tokens_per_second
         # Fields are set before `super().__init__`, which may run validators on a complete instance.
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.validate_architecture()
@@ -283,6 +309,12 @@ class XttsConfig(PretrainedConfig):
     def n_mels(self) -> int:
         """Mel bands per frame."""
         return self.mel["n_mels"]
+
+    @property
+    def text_tokens_per_step(self) -> float:
+        """Text tokens per decoder step at `text_tokens_per_second` (the slope of `position_init="aligned"`)."""
+        mel = self.mel
+        return self.text_tokens_per_second * self.reduction_factor * mel["hop_length"] / mel["sampling_rate"]
 
     @property
     def max_mel_frames(self) -> int:

@@ -27,12 +27,17 @@ class XttsGenerationOutput(ModelOutput):
             Whether an example ran into the length limit instead of predicting its end.
         mel_before (`torch.FloatTensor` of shape `(batch, frames, n_mels)`):
             The pre-postnet frames, as fed back to the model step by step (padded like `mel`).
+        text_mel_attention (`torch.FloatTensor` of shape `(batch, steps, text_length)`, *optional*):
+            With `output_attentions=True`: each generated decoder step's attention to the text, as
+            `XttsOutput.text_mel_attention` (mean over the heads of `config.guided_attention_layers`, renormalized over
+            the text); steps after an example stopped are zero.
     """
 
     mel: torch.FloatTensor | None = None
     mel_lengths: torch.LongTensor | None = None
     hit_max_length: torch.BoolTensor | None = None
     mel_before: torch.FloatTensor | None = None
+    text_mel_attention: torch.FloatTensor | None = None
 
 
 class XttsGenerationMixin:
@@ -49,6 +54,7 @@ class XttsGenerationMixin:
         conditioning_latents: torch.FloatTensor | None = None,
         max_new_frames: int | None = None,
         stop_threshold: float = 0.5,
+        output_attentions: bool = False,
     ) -> XttsGenerationOutput:
         r"""
         Autoregressive synthesis of log-mels, batched, with the KV cache.
@@ -69,6 +75,9 @@ class XttsGenerationMixin:
                 unset.
             stop_threshold (`float`, *optional*, defaults to `0.5`):
                 Stop probability above which an example ends.
+            output_attentions (`bool`, *optional*, defaults to `False`):
+                Whether to return `text_mel_attention`, the free-running alignment (what the alignment checks of
+                `kurdish_tts.evaluation.xtts_clone` read). The guided layers then compute their weights explicitly.
 
         Returns:
             [`XttsGenerationOutput`].
@@ -87,7 +96,7 @@ class XttsGenerationMixin:
         batch = input_ids.shape[0]
         device = input_ids.device
         latents = self._conditioning(reference_mel, reference_mel_lengths, conditioning_latents)
-        text = self._text_embeddings(input_ids)
+        text = self._text_embeddings(input_ids, attention_mask)
         start = self.mel_start.to(text.dtype).expand(batch, 1, -1) + self.mel_position_embedding.weight[:1]
         step_input = torch.cat([latents.to(text.dtype), text, start], dim=1)
         key_valid = torch.cat(
@@ -96,16 +105,24 @@ class XttsGenerationMixin:
         cache = DynamicCache(config=self.backbone.config)
         max_steps = math.ceil(max_new_frames / reduction)
         stopped_at = torch.full((batch,), -1, dtype=torch.long, device=device)
-        frames = []
+        frames, attentions = [], []
+        text_start, text_end = latents.shape[1], latents.shape[1] + input_ids.shape[1]
         for step in range(max_steps):
             # Every step adds one key: the start vector at step 0 (after the prefix), the new step afterwards.
             key_valid = torch.cat([key_valid, key_valid.new_ones(batch, 1)], dim=1)
+            store = dict.fromkeys(config.guided_attention_layers) if output_attentions else None
             hidden = self.backbone(
                 inputs_embeds=step_input,
                 attention_mask=_causal_mask(key_valid, step_input.shape[1]),
                 past_key_values=cache,
                 use_cache=True,
+                xtts_attention_store=store,
             ).last_hidden_state[:, -1]  # (batch, hidden)
+            if store is not None:
+                # The last query is this step's; its weights over the text keys, mean over layers and heads.
+                text = torch.stack([p[:, :, -1, text_start:text_end] for p in store.values()]).mean(dim=(0, 2))
+                attention = text / text.sum(dim=-1, keepdim=True).clamp_min(1e-8)
+                attentions.append(attention.masked_fill((stopped_at >= 0).unsqueeze(-1), 0.0))
             step_frames = self.mel_head(hidden)  # (batch, r * n_mels), normalized
             frames.append(step_frames)
             stops = torch.sigmoid(self.stop_head(hidden).squeeze(-1).float()) > stop_threshold
@@ -130,6 +147,7 @@ class XttsGenerationMixin:
             mel_lengths=lengths,
             hit_max_length=hit_max_length,
             mel_before=self._denormalize(mel_before).masked_fill(padding, silence),
+            text_mel_attention=torch.stack(attentions, dim=1).float() if output_attentions else None,
         )
 
     @torch.no_grad()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+GUIDED_ATTENTION_REDUCTIONS = ("step", "element")
+
 
 def length_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
     """`mask[b, t] = t < lengths[b]`: a `(batch, max_length)` bool mask of the real positions."""
@@ -137,10 +139,20 @@ def diagonal_prior(text_lengths: torch.Tensor, step_lengths: torch.Tensor, steps
 
 
 def guided_attention_loss(
-    attention: torch.Tensor, text_lengths: torch.Tensor, step_lengths: torch.Tensor, sigma: float = 0.2
+    attention: torch.Tensor,
+    text_lengths: torch.Tensor,
+    step_lengths: torch.Tensor,
+    sigma: float = 0.2,
+    reduction: str = "step",
 ) -> torch.Tensor:
-    """Guided attention: `mean(A ⊙ W)` over each example's real (step, text) region, with `W` from
-    `diagonal_prior`. Pulls the attention of mel step `t` toward text position `n ≈ t N / T`.
+    """Guided attention: the penalty `Σ_n A[t, n] W[t, n]` of each real decoder step, averaged over the real steps,
+    with `W` from `diagonal_prior`. Pulls the attention of mel step `t` toward text position `n ≈ t N / T`.
+
+    `reduction="step"` (the default) is the expected penalty of a step's attention: between 0 (all of it on the
+    diagonal) and about 1 (all of it far away), whatever the text length. `"element"` is the mean of `A ⊙ W` over the
+    whole real (step, token) region, as ESPnet computes it; since each row of `A` sums to 1, that is the step penalty
+    divided by the text length `N`, so its pull weakens with every token (30-100 for a sentence) and at weight 1 it
+    was too weak to align the model (`benchmarks/README.md`, "XTTS alignment").
 
     Args:
         attention (`torch.Tensor` of shape `(batch, steps, text_positions)`):
@@ -148,11 +160,17 @@ def guided_attention_loss(
         text_lengths (`torch.Tensor` of shape `(batch,)`): Real text tokens.
         step_lengths (`torch.Tensor` of shape `(batch,)`): Real decoder steps (`ceil(mel_length / r)`).
         sigma (`float`, *optional*, defaults to `0.2`): Width of the diagonal band, in fractions of the lengths.
+        reduction (`str`, *optional*, defaults to `"step"`): `"step"` or `"element"` (see above).
     """
     if not sigma > 0:
         raise ValueError(f"guided attention sigma must be positive, got {sigma}")
+    if reduction not in GUIDED_ATTENTION_REDUCTIONS:
+        raise ValueError(f"guided attention reduction must be one of {GUIDED_ATTENTION_REDUCTIONS}, got {reduction!r}")
     weights, mask = diagonal_prior(text_lengths, step_lengths, attention.shape[1], attention.shape[2], sigma)
-    return _masked_mean(attention.float() * weights, mask)
+    if reduction == "element":
+        return _masked_mean(attention.float() * weights, mask)
+    per_step = (attention.float() * weights * mask).sum(dim=-1)  # (batch, steps)
+    return _masked_mean(per_step, mask.any(dim=-1))
 
 
 def decoder_steps(mel_lengths: torch.Tensor, reduction_factor: int) -> torch.Tensor:

@@ -106,6 +106,7 @@ class XttsForTextToSpeech(XttsGenerationMixin, PreTrainedModel):
         self.text_position_embedding = nn.Embedding(config.max_text_length, hidden)
         self.mel_position_embedding = nn.Embedding(config.max_mel_steps, hidden)
         self.mel_start = nn.Parameter(torch.zeros(hidden))
+        self.text_end = nn.Parameter(torch.zeros(hidden)) if config.mark_text_end else None
         self.conditioning_encoder = XttsConditioningEncoder(config)
         self.prenet = XttsPrenet(config)
         self.mel_head = nn.Linear(hidden, config.reduction_factor * config.n_mels)
@@ -121,6 +122,13 @@ class XttsForTextToSpeech(XttsGenerationMixin, PreTrainedModel):
             init.normal_(module.latents, mean=0.0, std=self.config.initializer_range)
         elif isinstance(module, XttsForTextToSpeech):
             init.normal_(module.mel_start, mean=0.0, std=self.config.initializer_range)
+            if module.text_end is not None:
+                init.normal_(module.text_end, mean=0.0, std=self.config.initializer_range)
+            if self.config.position_init == "aligned":
+                text_positions = torch.arange(self.config.max_text_length, dtype=torch.float32)
+                steps = torch.arange(self.config.max_mel_steps, dtype=torch.float32) * self.config.text_tokens_per_step
+                init.copy_(module.text_position_embedding.weight, _sinusoids(text_positions, self.config.hidden_size))
+                init.copy_(module.mel_position_embedding.weight, _sinusoids(steps, self.config.hidden_size))
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.backbone.wte
@@ -172,7 +180,7 @@ class XttsForTextToSpeech(XttsGenerationMixin, PreTrainedModel):
             )
         return self.compute_conditioning(reference_mel, reference_mel_lengths)
 
-    def _text_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def _text_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         length = input_ids.shape[1]
         if length > self.config.max_text_length:
             raise ValueError(
@@ -180,7 +188,13 @@ class XttsForTextToSpeech(XttsGenerationMixin, PreTrainedModel):
                 f"{self.config.max_text_length}; split the text into sentences"
             )
         positions = torch.arange(length, device=input_ids.device)
-        return self.backbone.wte(input_ids) + self.text_position_embedding(positions)  # (batch, tokens, hidden)
+        embeddings = self.backbone.wte(input_ids) + self.text_position_embedding(positions)  # (batch, tokens, hidden)
+        if self.text_end is not None:
+            # The last real token of each (right-padded) text gets the end marker.
+            last = (attention_mask.long().sum(dim=1) - 1).clamp_min(0)
+            is_last = torch.arange(length, device=input_ids.device).unsqueeze(0) == last.unsqueeze(1)
+            embeddings = embeddings + is_last.unsqueeze(-1).to(embeddings.dtype) * self.text_end.to(embeddings.dtype)
+        return embeddings
 
     def _step_embeddings(self, previous_frames: torch.Tensor, first_step: int) -> torch.Tensor:
         """Decoder-step inputs: `previous_frames` (batch, steps, r * n_mels), normalized, are the frames of the steps
@@ -254,7 +268,7 @@ class XttsForTextToSpeech(XttsGenerationMixin, PreTrainedModel):
         latents = self._conditioning(reference_mel, reference_mel_lengths, conditioning_latents)
         num_latents, text_length = latents.shape[1], input_ids.shape[1]
         normalized = self._normalize(mel)
-        text = self._text_embeddings(input_ids)
+        text = self._text_embeddings(input_ids, attention_mask)
         mel_steps = self._step_embeddings(normalized.reshape(batch, steps, reduction * config.n_mels), first_step=0)
         sequence = torch.cat([latents.to(text.dtype), text, mel_steps], dim=1)  # (batch, L + N + S, hidden)
         key_valid = torch.cat(
@@ -297,6 +311,21 @@ class XttsForTextToSpeech(XttsGenerationMixin, PreTrainedModel):
         # Much of a step's attention goes to the latents and earlier steps; the guided term is about its distribution
         # over the text only.
         return attention / attention.sum(dim=-1, keepdim=True).clamp_min(1e-8)
+
+
+def _sinusoids(positions: torch.Tensor, width: int) -> torch.Tensor:
+    """`(len(positions), width)` sinusoidal encodings (Vaswani et al.) of real-valued positions, unit norm per row.
+
+    Far larger than the other embeddings' rows (entries of std `initializer_range`): at that smaller scale the tiny
+    model's attention did not align on the CPU experiment (`benchmarks/README.md`, "XTTS alignment"). The price is an
+    untrained model whose output depends little on the text and the voice until training has grown their share.
+    """
+    frequencies = torch.exp(-torch.arange(0, width, 2, dtype=torch.float32) * (torch.log(torch.tensor(1e4)) / width))
+    angles = positions.unsqueeze(1) * frequencies.unsqueeze(0)  # (positions, width / 2)
+    table = torch.zeros(len(positions), width)
+    table[:, 0::2] = torch.sin(angles)
+    table[:, 1::2] = torch.cos(angles[:, : width // 2])
+    return table * (2.0 / width) ** 0.5
 
 
 AutoConfig.register(XttsConfig.model_type, XttsConfig, exist_ok=True)
