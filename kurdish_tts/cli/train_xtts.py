@@ -4,7 +4,7 @@
     python scripts/train_xtts.py --recipe xtts_tiny                 # offline: demo corpus, tiny model, ~2 minutes
     kurdish-tts train-xtts --recipe xtts_rtx2070 --learning_rate 5e-5
 
-The same run as `scripts/train_vits.py` (`kurdish_tts.cli.vits_training_run`): prepare (or reuse) the data cache,
+The same run as `scripts/train_vits.py` (`kurdish_tts.runs`): prepare (or reuse) the data cache,
 validate it, hold out an evaluation set, time real steps and set `max_steps` to fill `--target_hours`, train with NaN
 recovery, throughput logging and best-model saving (by `eval_mel` unless told otherwise), then write a sample WAV
 cloned from a training clip's voice.
@@ -15,52 +15,23 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.arguments import DataArguments
 from ..errors import UsageError
 from ..evaluation.catalog import LOWER_IS_BETTER
 from ..recipes import RecipeError, load_recipe
+from ..runs.arguments import RunArguments, XttsModelArguments
 from ..text import KURMANJI_TOKENIZER_NAME
 from ..trainers.budget import program_start_time
 from ..trainers.xtts_arguments import XttsTrainingArguments
 from .entry_point import CommandParser, check_output_folder, entry_point
-from .train_vits import RunArguments, _check_synthesis_metrics, _recipe_in
+from .train_vits import _check_synthesis_metrics, _recipe_in
 
 logger = logging.getLogger("kurdish_tts.train_xtts")
 
-MODEL_SIZES = ("tiny", "small", "base")
 # Lower is better for every metric the XTTS run selects by (the eval mel distance, the losses, MCD, ...).
 DEFAULT_BEST_METRIC = "mel"
-
-
-@dataclass
-class XttsModelArguments:
-    r"""
-    Which model to train.
-
-    model_size (`str`, *optional*):
-        `tiny` (tests, CPU demo), `small` (~8 GB GPUs) or `base` (GPT-2-base-like): start from random weights of this
-        size, with the built-in Kurmanji tokenizer.
-    model_name_or_path (`str`, *optional*):
-        Continue from a saved model folder instead, e.g. an earlier run's `best_model` (its tokenizer is next to it).
-    mel_settings (`str`, *optional*, defaults to `"size"`):
-        With `--model_size`: `size` keeps the size's own mel settings (the tiny size's are a 32-point FFT with hop
-        16, made for unit tests), `mms` uses MMS's (80 bands, hop 256, 16 kHz) whatever the size: 16 times fewer
-        frames per second than the tiny settings, and a mel that Griffin-Lim turns into audible speech.
-    """
-
-    model_size: str | None = field(
-        default=None, metadata={"help": "Random init of this size.", "choices": list(MODEL_SIZES)}
-    )
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A saved XTTS model folder to continue from (e.g. runs/<run>/best_model)."}
-    )
-    mel_settings: str = field(
-        default="size",
-        metadata={"help": "With --model_size: the size's own mel settings, or MMS's.", "choices": ["size", "mms"]},
-    )
 
 
 def make_parser() -> CommandParser:
@@ -136,10 +107,9 @@ def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     model_args, data_args, run_args, training_args = parse(argv)
     # Heavy imports after argument checks, so `--help` and bad flags answer at once.
-    from .vits_training_run import leave_process_group
-    from .xtts_training_run import XttsTrainingRun
+    from ..runs import XttsRun, leave_process_group
 
-    run = XttsTrainingRun(model_args, data_args, run_args, training_args, started=started)
+    run = XttsRun(model_args, data_args, run_args, training_args, started=started)
     code = run.execute()
     leave_process_group()
     return code

@@ -356,6 +356,27 @@ def validate_prepared(prepared, config: ValidationConfig | None = None) -> Valid
     )
 
 
+def describe(prepared) -> str:
+    """What preparing kept and dropped, and where the cache is (`kurdish_tts.data.prepare_dataset`'s result): the lines
+    `kurdish-tts prepare` and a training run print."""
+    info = prepared.info
+    dropped = ", ".join(f"{count} {reason}" for reason, count in info["dropped"].items()) or "none"
+    state = "reused cache" if prepared.from_cache else f"preprocessed in {info['preprocess_seconds']:.1f} s"
+    # Rows a source's own filter removed (the Common Voice vote filter) never reach preprocessing: say so here, or
+    # "kept 44 of 48" hides that the file had 50.
+    filtered = info["source"].get("filtered") or {}
+    removed = "".join(
+        f"; {count} rows removed before preprocessing by the {reason} filter"
+        for reason, count in filtered.items()
+        if count
+    )
+    return (
+        f"{info['source']['location']}: kept {info['kept']} of {info['samples']} clips "
+        f"({info['kept_hours'] * 60:.1f} min); dropped: {dropped}{removed}; {state}\n"
+        f"cache: {prepared.path} (dropped clips with reasons: {prepared.path / 'dropped.csv'})"
+    )
+
+
 def validate_statistics(
     stats: datasets.Dataset,
     config: ValidationConfig | None = None,
