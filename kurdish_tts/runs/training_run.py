@@ -222,6 +222,21 @@ class TrainingRun:
     def build_model(self, tokenizer, speaker_to_id: dict[str, int] | None):
         raise NotImplementedError
 
+    def load_pretrained(self, model_class, tokenizer, **kwargs):
+        """`model_class.from_pretrained(--model_name_or_path, **kwargs)`; a model that cannot be loaded, or that embeds
+        another vocabulary than the tokenizer's, is a usage error that says what to do."""
+        name = self.model_args.model_name_or_path
+        try:
+            model = model_class.from_pretrained(name, **kwargs)
+        except OSError as error:
+            raise UsageError(offline_message(name, error)) from error
+        if model.config.vocab_size != tokenizer.vocab_size:
+            raise UsageError(
+                f"the tokenizer {self.data_args.tokenizer} has {tokenizer.vocab_size} symbols but the model "
+                f"{name} embeds {model.config.vocab_size}: use the model's own tokenizer"
+            )
+        return model
+
     # 6. Trainer
     def build_trainer(self, model, tokenizer, train, evaluation, speaker_to_id):
         raise NotImplementedError

@@ -145,15 +145,7 @@ class VitsRun(TrainingRun):
                 model.discriminator = self._load_discriminator(source)
         else:
             discriminator = self._load_discriminator(source)
-            try:
-                model = VitsForTraining.from_pretrained(model_args.model_name_or_path, discriminator=discriminator)
-            except OSError as error:
-                raise UsageError(offline_message(model_args.model_name_or_path, error)) from error
-            if model.config.vocab_size != tokenizer.vocab_size:
-                raise UsageError(
-                    f"the tokenizer {self.data_args.tokenizer} has {tokenizer.vocab_size} symbols but the model "
-                    f"{model_args.model_name_or_path} embeds {model.config.vocab_size}: use the model's own tokenizer"
-                )
+            model = self.load_pretrained(VitsForTraining, tokenizer, discriminator=discriminator)
             if num_speakers > 1 and model.config.num_speakers < num_speakers:
                 size = (
                     model_args.speaker_embedding_size

@@ -77,16 +77,7 @@ class XttsRun(TrainingRun):
         model_args = self.model_args
         if model_args.model_size is not None:
             return XttsForTextToSpeech(self.model_config)
-        try:
-            model = XttsForTextToSpeech.from_pretrained(model_args.model_name_or_path)
-        except OSError as error:
-            raise UsageError(offline_message(model_args.model_name_or_path, error)) from error
-        if model.config.vocab_size != tokenizer.vocab_size:
-            raise UsageError(
-                f"the tokenizer {self.data_args.tokenizer} has {tokenizer.vocab_size} symbols but the model "
-                f"{model_args.model_name_or_path} embeds {model.config.vocab_size}: use the model's own tokenizer"
-            )
-        return model
+        return self.load_pretrained(XttsForTextToSpeech, tokenizer)
 
     # 6. Trainer
     def build_trainer(self, model, tokenizer, train, evaluation, speaker_to_id):
