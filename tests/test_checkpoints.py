@@ -1,5 +1,5 @@
 """Which checkpoint folders are complete (`kurdish_tts.trainers.checkpoints`), and how a run picks the one to resume
-from (`VitsTrainingRun.checkpoint_to_resume`): `last` never picks a folder a kill left half-written."""
+from (`VitsRun.checkpoint_to_resume`): `last` never picks a folder a kill left half-written."""
 
 import logging
 from pathlib import Path
@@ -10,8 +10,8 @@ from safetensors.torch import save_file
 from transformers import TrainerState
 
 from kurdish_tts.cli import train_vits
-from kurdish_tts.cli.vits_training_run import VitsTrainingRun
 from kurdish_tts.errors import UsageError
+from kurdish_tts.runs import VitsRun
 from kurdish_tts.trainers.budget import budget_spent
 from kurdish_tts.trainers.checkpoints import checkpoint_problem, latest_complete_checkpoint
 
@@ -75,7 +75,7 @@ class TestResumeLast:
     def run(self, output_dir, resume: str | None):
         argv = ["--recipe", "demo", "--output_dir", str(output_dir)]
         argv += [] if resume is None else ["--resume_from_checkpoint", resume]
-        return VitsTrainingRun(*train_vits.parse(argv))
+        return VitsRun(*train_vits.parse(argv))
 
     def test_last_picks_the_newest_complete_one_says_why_and_sets_the_rest_aside(self, tmp_dir, caplog):
         write_checkpoint(tmp_dir / "checkpoint-4", 4)

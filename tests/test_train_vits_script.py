@@ -89,11 +89,11 @@ class TestBadArguments:
 
     @pytest.mark.parametrize("choice, stochastic", [(None, True), ("stochastic", True), ("deterministic", False)])
     def test_duration_predictor_of_a_random_init(self, tokenizer, tmp_dir, choice, stochastic):
-        from kurdish_tts.cli.vits_training_run import VitsTrainingRun
+        from kurdish_tts.runs import VitsRun
 
         argv = ["--recipe", "demo", "--output_dir", str(tmp_dir)]
         argv += [] if choice is None else ["--duration_predictor", choice]
-        model = VitsTrainingRun(*train_vits.parse(argv)).build_model(tokenizer, None)
+        model = VitsRun(*train_vits.parse(argv)).build_model(tokenizer, None)
         assert model.vits.config.use_stochastic_duration_prediction is stochastic
         predictor = type(model.vits.duration_predictor).__name__
         assert predictor == ("VitsStochasticDurationPredictor" if stochastic else "VitsDurationPredictor")
@@ -121,9 +121,9 @@ class TestDiscriminatorOption:
 
     @staticmethod
     def run_for(argv):
-        from kurdish_tts.cli.vits_training_run import VitsTrainingRun
+        from kurdish_tts.runs import VitsRun
 
-        return VitsTrainingRun(*train_vits.parse(argv))
+        return VitsRun(*train_vits.parse(argv))
 
     @staticmethod
     def same_weights(first, second) -> bool:
@@ -364,7 +364,7 @@ def test_the_demo_on_a_machine_too_slow_for_its_budget_trains_its_minimum_late(t
     step. The demo used to refuse; it now plans its 30 minimum steps with a raised budget, and warns."""
     from types import SimpleNamespace
 
-    from kurdish_tts.cli import vits_training_run
+    from kurdish_tts.runs import training_run, vits_run
     from kurdish_tts.trainers.budget import StepTiming
 
     timing = StepTiming(
@@ -372,8 +372,8 @@ def test_the_demo_on_a_machine_too_slow_for_its_budget_trains_its_minimum_late(t
         steps_per_epoch=9, eval_seconds=4.0, checkpoint_seconds=1.0, save_model_seconds=1.0, train_setup_seconds=1.0,
         train_teardown_seconds=0.5, probe_seconds=110.0, step_seconds=[2.5],
     )  # fmt: skip
-    monkeypatch.setattr(vits_training_run, "measure_step_time", lambda trainer, **kwargs: timing)
-    run = vits_training_run.VitsTrainingRun(
+    monkeypatch.setattr(training_run, "measure_step_time", lambda trainer, **kwargs: timing)
+    run = vits_run.VitsRun(
         *train_vits.parse(["--recipe", "demo", "--output_dir", str(tmp_dir)]), started=time.time() - 150
     )
     run.synthesis_metrics = None

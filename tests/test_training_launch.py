@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 import kurdish_tts
-from kurdish_tts.cli.train_vits import UsageError
-from kurdish_tts.cli.vits_training_run import check_launch
+from kurdish_tts.errors import UsageError
+from kurdish_tts.runs import check_launch
 
 from .testing_utils import torchrun
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..data.arguments import DataArguments
 from ..data.preprocess import PreparedData, prepare_dataset
+from ..data.validate import describe
 from . import parse_arguments
 from .entry_point import CommandParser, check_output_folder, entry_point
 
@@ -37,25 +38,6 @@ def prepare(data_args: DataArguments) -> PreparedData:
         data_args.cache_dir,
         num_proc=data_args.preprocessing_num_workers,
         overwrite=data_args.overwrite_cache,
-    )
-
-
-def describe(prepared: PreparedData) -> str:
-    info = prepared.info
-    dropped = ", ".join(f"{count} {reason}" for reason, count in info["dropped"].items()) or "none"
-    state = "reused cache" if prepared.from_cache else f"preprocessed in {info['preprocess_seconds']:.1f} s"
-    # Rows a source's own filter removed (the Common Voice vote filter) never reach preprocessing: say so here, or
-    # "kept 44 of 48" hides that the file had 50.
-    filtered = info["source"].get("filtered") or {}
-    removed = "".join(
-        f"; {count} rows removed before preprocessing by the {reason} filter"
-        for reason, count in filtered.items()
-        if count
-    )
-    return (
-        f"{info['source']['location']}: kept {info['kept']} of {info['samples']} clips "
-        f"({info['kept_hours'] * 60:.1f} min); dropped: {dropped}{removed}; {state}\n"
-        f"cache: {prepared.path} (dropped clips with reasons: {prepared.path / 'dropped.csv'})"
     )
 
 

@@ -83,7 +83,7 @@ def parse_train(argv: list[str]):
     """
     from ..data.arguments import DataArguments
     from ..recipes import RecipeError, load_recipe
-    from .train_vits import _recipe_in
+    from .training_command import _recipe_in
 
     parser = make_train_parser()
     parser.set_defaults(**FEEDBACK_TRAINING_DEFAULTS)

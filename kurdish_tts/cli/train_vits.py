@@ -11,139 +11,16 @@ throughput logging and best-model saving, and writes a sample WAV through stock 
 
 from __future__ import annotations
 
-import logging
-import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.arguments import DataArguments
 from ..errors import UsageError
-from ..evaluation.catalog import LOWER_IS_BETTER, METRIC_GROUPS, metric_keys, parse_metric_groups
 from ..hub import HubUsageError, check_repo_id
-from ..recipes import RecipeError, load_recipe
+from ..runs.arguments import RunArguments, VitsModelArguments
 from ..text import KURMANJI_TOKENIZER_NAME
-from ..trainers.budget import program_start_time
 from ..trainers.vits_arguments import VitsTrainingArguments
-from .entry_point import CommandParser, check_output_folder, entry_point
-
-logger = logging.getLogger("kurdish_tts.train_vits")
-
-DEFAULT_BASE_MODEL = "facebook/mms-tts-kmr-script_latin"
-SAMPLE_SENTENCE = "Roj baş, ez bi kurmancî diaxivim."
-
-
-@dataclass
-class VitsModelArguments:
-    r"""
-    Which model to start from, and which voices to train.
-
-    model_name_or_path (`str`, *optional*, defaults to `"facebook/mms-tts-kmr-script_latin"`):
-        A VitsModel on the Hub or in a local folder (e.g. an earlier run's `best_model`).
-    discriminator (`str`, *optional*, defaults to `"auto"`):
-        Where the discriminator starts from (`kurdish_tts.models.vits.discriminator_source`). `auto`: the model
-        folder's own `discriminator.safetensors`; for an MMS model id (`facebook/mms-tts-<language>`), MMS's pretrained
-        discriminator, downloaded from `facebook/mms-tts` (`full_models/<language>/D_100000.pth`, CC BY-NC 4.0); else a
-        fresh one. `none`: a fresh one. A path: a folder holding `discriminator.safetensors`, or an original VITS
-        checkpoint (`D_*.pth`). `hf://OWNER/REPO/PATH`: such a file on the Hub.
-    model_size (`str`, *optional*):
-        `tiny`, `small` or `mms`: start from random weights of that size instead (offline; with `--tokenizer kurmanji`).
-    duration_predictor (`str`, *optional*):
-        With `model_size`: `stochastic` (VITS's and MMS's, the default) or `deterministic` (a convolutional regressor
-        of log-durations, trained with a squared error). From random init the stochastic one can learn to predict
-        one frame per token (the 20-minute H100 run in `benchmarks/README.md`); the deterministic one learns the
-        alignment's durations directly. A base model keeps its own.
-    speaker (`str`, *optional*):
-        Train one voice: a speaker id of the data, or `most_hours` for the speaker with the most clean hours.
-    multi_speaker (`bool`, *optional*, defaults to `False`):
-        Train every speaker with at least `min_speaker_clips` clips, each with its own speaker embedding (added to a
-        single-speaker base model with zero-initialized conditioning, so training starts from the base voice).
-    """
-
-    model_name_or_path: str = field(
-        default=DEFAULT_BASE_MODEL, metadata={"help": "Base model: a Hub id or a local VitsModel folder."}
-    )
-    discriminator: str = field(
-        default="auto",
-        metadata={
-            "help": "Where the discriminator starts from: auto (the model folder's own, or MMS's pretrained one for "
-            "facebook/mms-tts-* ids, else fresh), none (fresh), a folder with discriminator.safetensors or an "
-            "original D_*.pth, or hf://OWNER/REPO/PATH."
-        },
-    )
-    model_size: str | None = field(
-        default=None,
-        metadata={"help": "Random init of this size instead of a base model.", "choices": ["tiny", "small", "mms"]},
-    )
-    duration_predictor: str | None = field(
-        default=None,
-        metadata={
-            "help": "With --model_size: the duration predictor, stochastic (default) or deterministic.",
-            "choices": ["stochastic", "deterministic"],
-        },
-    )
-    speaker: str | None = field(default=None, metadata={"help": "Train one voice: a speaker id, or `most_hours`."})
-    multi_speaker: bool = field(default=False, metadata={"help": "Train all speakers with speaker embeddings."})
-    min_speaker_clips: int = field(
-        default=20, metadata={"help": "With --multi_speaker: drop speakers with fewer clips than this."}
-    )
-    speaker_embedding_size: int | None = field(
-        default=None, metadata={"help": "Size of added speaker embeddings (default: 256, 8 for the tiny model)."}
-    )
-
-
-@dataclass
-class RunArguments:
-    r"""
-    The run as a whole: recipe, time budget, held-out data, recovery, the sample at the end.
-    """
-
-    recipe: str | None = field(
-        default=None,
-        metadata={"help": "A recipe name (demo, rtx2070_finetune, h100_finetune) or YAML path; flags override it."},
-    )
-    target_hours: float | None = field(
-        default=None,
-        metadata={"help": "Wall-clock budget of the whole job; sets max_steps by timing real steps first."},
-    )
-    eval_samples: int = field(default=100, metadata={"help": "Clips held out for evaluation (at most 10 %%)."})
-    budget_probe_steps: int = field(default=20, metadata={"help": "Steps timed to plan the budget."})
-    budget_warmup_steps: int = field(default=5, metadata={"help": "Steps run before timing starts."})
-    budget_min_steps: int = field(
-        default=0,
-        metadata={
-            "help": "With --target_hours: train at least this many steps. On a machine too slow (or busy) for them "
-            "in the budget, the run trains them anyway and ends late, with a warning, instead of refusing (the demo "
-            "recipes set it). 0 refuses a budget that cannot hold a single step."
-        },
-    )
-    nan_max_recoveries: int = field(default=3, metadata={"help": "Give up after this many NaN recoveries."})
-    nan_lr_factor: float = field(default=0.5, metadata={"help": "Multiply the learning rate by this on recovery."})
-    sample_text: str = field(default=SAMPLE_SENTENCE, metadata={"help": "Sentence synthesized at the end."})
-    synthesis_metrics: str = field(
-        default="mcd,duration,rtf,health",
-        metadata={
-            "help": "Metrics of synthesized held-out clips added to every evaluation (eval_mcd, eval_duration_error, "
-            "eval_clipped, ...): comma-separated mcd, duration, f0, rtf, stop_failure, health, or '' for none. "
-            "Select the best model by one with e.g. --metric_for_best_model mcd; with health, a model whose "
-            "synthesized audio fails a waveform check is never kept as the best model."
-        },
-    )
-    synthesis_metrics_samples: int = field(default=8, metadata={"help": "Held-out clips synthesized per evaluation."})
-    synthesis_metrics_every: int = field(
-        default=1, metadata={"help": "Compute the synthesis metrics at every n-th evaluation (and the last)."}
-    )
-    best_model_health_check: bool = field(
-        default=True,
-        metadata={
-            "help": "Never keep an evaluation whose audio fails a waveform-health check (clipping, DC offset, a tone "
-            "above 7.5 kHz, a level far from the recordings') as the best model. Turn off only to debug."
-        },
-    )
-    hub_include_discriminator: bool = field(
-        default=False,
-        metadata={"help": "With --push_to_hub: publish the discriminator too (for further fine-tuning)."},
-    )
+from .entry_point import CommandParser, entry_point
+from .training_command import check_run_arguments, parse_run_arguments, run_training
 
 
 def make_parser() -> CommandParser:
@@ -155,26 +32,10 @@ def make_parser() -> CommandParser:
 
 def parse(argv: list[str] | None = None):
     """The four argument dataclasses, from a recipe (`--recipe`) overridden by the command-line flags."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser()
     # The tokenizer follows the model unless given (see below).
     parser.set_defaults(tokenizer=None, output_dir="runs/vits")
-    recipe = _recipe_in(argv)
-    if recipe is not None:
-        values = load_recipe(recipe)
-        known = {action.dest for action in parser._actions}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise RecipeError(f"recipe {recipe!r} sets unknown arguments: {', '.join(unknown)}")
-        # Recipe values become the defaults, so any flag on the command line still wins.
-        parser.set_defaults(**{"output_dir": f"runs/{Path(recipe).stem}", **values})
-    model_args, data_args, run_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    # TrainingArguments takes every metric not ending in "loss" to be higher-is-better; the synthesis metrics are not.
-    given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
-    given |= set(values) if recipe is not None else set()
-    selected = training_args.metric_for_best_model
-    if selected and selected.removeprefix("eval_") in LOWER_IS_BETTER and "greater_is_better" not in given:
-        training_args.greater_is_better = False
+    model_args, data_args, run_args, training_args = parse_run_arguments(parser, argv)
     # The base model's own tokenizer, or the built-in Kurmanji one for a random init.
     if data_args.tokenizer is None:
         data_args.tokenizer = (
@@ -184,35 +45,12 @@ def parse(argv: list[str] | None = None):
     return model_args, data_args, run_args, training_args
 
 
-def _recipe_in(argv: list[str]) -> str | None:
-    for index, arg in enumerate(argv):
-        if arg == "--recipe":
-            if index + 1 >= len(argv):
-                raise RecipeError("--recipe needs a name or a YAML path")
-            return argv[index + 1]
-        if arg.startswith("--recipe="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def _check(model_args: VitsModelArguments, data_args: DataArguments, run_args: RunArguments, training_args) -> None:
-    check_output_folder(training_args.output_dir, "--output_dir")
-    check_output_folder(data_args.cache_dir, "--cache_dir")
-    if run_args.target_hours is not None and not run_args.target_hours > 0:
-        raise UsageError(f"--target_hours must be a positive number of hours, got {run_args.target_hours}")
-    if run_args.eval_samples < 1:
-        raise UsageError(
-            f"--eval_samples must be at least 1 (the best model is chosen on them), got {run_args.eval_samples}"
-        )
+    check_run_arguments(data_args, run_args, training_args)
     if model_args.speaker is not None and model_args.multi_speaker:
         raise UsageError("--speaker trains one voice and --multi_speaker trains all of them; choose one")
     if model_args.min_speaker_clips < 1:
         raise UsageError(f"--min_speaker_clips must be at least 1, got {model_args.min_speaker_clips}")
-    if not 0 < run_args.nan_lr_factor <= 1:
-        raise UsageError(f"--nan_lr_factor must be in (0, 1], got {run_args.nan_lr_factor}")
-    if run_args.budget_min_steps < 0:
-        raise UsageError(f"--budget_min_steps must not be negative, got {run_args.budget_min_steps}")
-    _check_synthesis_metrics(run_args, training_args)
     if training_args.push_to_hub:
         # The Trainer's default repository name: the output folder's.
         repo_id = training_args.hub_model_id or Path(training_args.output_dir).absolute().name
@@ -243,41 +81,9 @@ def _check_discriminator(discriminator: str) -> None:
     )
 
 
-def _check_synthesis_metrics(run_args: RunArguments, training_args) -> None:
-    try:
-        groups = parse_metric_groups(run_args.synthesis_metrics)
-    except ValueError as error:
-        raise UsageError(f"--synthesis_metrics: {error}") from None
-    if "cer" in groups:
-        raise UsageError(
-            "--synthesis_metrics cer needs an ASR model, which training does not load; score CER after training "
-            "with scripts/evaluate.py --asr_model"
-        )
-    if run_args.synthesis_metrics_samples < 1 or run_args.synthesis_metrics_every < 1:
-        raise UsageError("--synthesis_metrics_samples and --synthesis_metrics_every must be at least 1")
-    selected = (training_args.metric_for_best_model or "").removeprefix("eval_")
-    if selected in metric_keys(METRIC_GROUPS) and selected not in metric_keys(groups):
-        raise UsageError(
-            f"--metric_for_best_model {selected} is a synthesis metric that --synthesis_metrics "
-            f"{run_args.synthesis_metrics!r} does not compute; add its group to --synthesis_metrics"
-        )
-
-
 @entry_point
 def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
-    # From the command line the budget covers this program from its start, its imports included; called from Python
-    # (with `argv`), it starts now.
-    if started is None:
-        started = program_start_time() if argv is None else time.time()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    model_args, data_args, run_args, training_args = parse(argv)
-    # Heavy imports after argument checks, so `--help` and bad flags answer at once.
-    from .vits_training_run import VitsTrainingRun, leave_process_group
-
-    run = VitsTrainingRun(model_args, data_args, run_args, training_args, started=started)
-    code = run.execute()
-    leave_process_group()
-    return code
+    return run_training(parse, "VitsRun", argv, started)
 
 
 if __name__ == "__main__":

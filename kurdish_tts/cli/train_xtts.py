@@ -4,63 +4,25 @@
     python scripts/train_xtts.py --recipe xtts_tiny                 # offline: demo corpus, tiny model, ~2 minutes
     kurdish-tts train-xtts --recipe xtts_rtx2070 --learning_rate 5e-5
 
-The same run as `scripts/train_vits.py` (`kurdish_tts.cli.vits_training_run`): prepare (or reuse) the data cache,
-validate it, hold out an evaluation set, time real steps and set `max_steps` to fill `--target_hours`, train with NaN
-recovery, throughput logging and best-model saving (by `eval_mel` unless told otherwise), then write a sample WAV
-cloned from a training clip's voice.
+The same run as `scripts/train_vits.py` (`kurdish_tts.runs`): prepare (or reuse) the data cache, validate it, hold
+out an evaluation set, time real steps and set `max_steps` to fill `--target_hours`, train with NaN recovery,
+throughput logging and best-model saving (by `eval_mel` unless told otherwise), then write a sample WAV cloned from a
+training clip's voice.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-
 from ..data.arguments import DataArguments
 from ..errors import UsageError
 from ..evaluation.catalog import LOWER_IS_BETTER
-from ..recipes import RecipeError, load_recipe
+from ..runs.arguments import RunArguments, XttsModelArguments
 from ..text import KURMANJI_TOKENIZER_NAME
-from ..trainers.budget import program_start_time
 from ..trainers.xtts_arguments import XttsTrainingArguments
-from .entry_point import CommandParser, check_output_folder, entry_point
-from .train_vits import RunArguments, _check_synthesis_metrics, _recipe_in
+from .entry_point import CommandParser, entry_point
+from .training_command import check_run_arguments, parse_run_arguments, run_training
 
-logger = logging.getLogger("kurdish_tts.train_xtts")
-
-MODEL_SIZES = ("tiny", "small", "base")
 # Lower is better for every metric the XTTS run selects by (the eval mel distance, the losses, MCD, ...).
 DEFAULT_BEST_METRIC = "mel"
-
-
-@dataclass
-class XttsModelArguments:
-    r"""
-    Which model to train.
-
-    model_size (`str`, *optional*):
-        `tiny` (tests, CPU demo), `small` (~8 GB GPUs) or `base` (GPT-2-base-like): start from random weights of this
-        size, with the built-in Kurmanji tokenizer.
-    model_name_or_path (`str`, *optional*):
-        Continue from a saved model folder instead, e.g. an earlier run's `best_model` (its tokenizer is next to it).
-    mel_settings (`str`, *optional*, defaults to `"size"`):
-        With `--model_size`: `size` keeps the size's own mel settings (the tiny size's are a 32-point FFT with hop
-        16, made for unit tests), `mms` uses MMS's (80 bands, hop 256, 16 kHz) whatever the size: 16 times fewer
-        frames per second than the tiny settings, and a mel that Griffin-Lim turns into audible speech.
-    """
-
-    model_size: str | None = field(
-        default=None, metadata={"help": "Random init of this size.", "choices": list(MODEL_SIZES)}
-    )
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A saved XTTS model folder to continue from (e.g. runs/<run>/best_model)."}
-    )
-    mel_settings: str = field(
-        default="size",
-        metadata={"help": "With --model_size: the size's own mel settings, or MMS's.", "choices": ["size", "mms"]},
-    )
 
 
 def make_parser() -> CommandParser:
@@ -72,7 +34,6 @@ def make_parser() -> CommandParser:
 
 def parse(argv: list[str] | None = None):
     """The four argument dataclasses, from a recipe (`--recipe`) overridden by the command-line flags."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser()
     parser.set_defaults(
         tokenizer=None,
@@ -80,21 +41,9 @@ def parse(argv: list[str] | None = None):
         metric_for_best_model=DEFAULT_BEST_METRIC,
         synthesis_metrics="mcd,duration,rtf,stop_failure",
     )
-    recipe = _recipe_in(argv)
-    values = {}
-    if recipe is not None:
-        values = load_recipe(recipe)
-        known = {action.dest for action in parser._actions}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise RecipeError(f"recipe {recipe!r} sets unknown arguments: {', '.join(unknown)}")
-        parser.set_defaults(**{"output_dir": f"runs/{Path(recipe).stem}", **values})
-    model_args, data_args, run_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    # TrainingArguments takes every metric not ending in "loss" to be higher-is-better; ours are not.
-    given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")} | set(values)
-    selected = (training_args.metric_for_best_model or "").removeprefix("eval_")
-    if "greater_is_better" not in given and (selected in LOWER_IS_BETTER or selected == DEFAULT_BEST_METRIC):
-        training_args.greater_is_better = False
+    model_args, data_args, run_args, training_args = parse_run_arguments(
+        parser, argv, lower_is_better=LOWER_IS_BETTER | {DEFAULT_BEST_METRIC}
+    )
     if data_args.tokenizer is None:
         data_args.tokenizer = (
             KURMANJI_TOKENIZER_NAME if model_args.model_name_or_path is None else model_args.model_name_or_path
@@ -104,45 +53,22 @@ def parse(argv: list[str] | None = None):
 
 
 def _check(model_args: XttsModelArguments, data_args: DataArguments, run_args: RunArguments, training_args) -> None:
-    check_output_folder(training_args.output_dir, "--output_dir")
-    check_output_folder(data_args.cache_dir, "--cache_dir")
+    check_run_arguments(data_args, run_args, training_args)
     if (model_args.model_size is None) == (model_args.model_name_or_path is None):
         raise UsageError(
             "give exactly one of --model_size tiny|small|base (random init) and --model_name_or_path DIR (continue "
             "from a saved XTTS model); for the offline demo use --recipe xtts_tiny"
         )
-    if run_args.target_hours is not None and not run_args.target_hours > 0:
-        raise UsageError(f"--target_hours must be a positive number of hours, got {run_args.target_hours}")
-    if run_args.eval_samples < 1:
-        raise UsageError(
-            f"--eval_samples must be at least 1 (the best model is chosen on them), got {run_args.eval_samples}"
-        )
-    if not 0 < run_args.nan_lr_factor <= 1:
-        raise UsageError(f"--nan_lr_factor must be in (0, 1], got {run_args.nan_lr_factor}")
-    if run_args.budget_min_steps < 0:
-        raise UsageError(f"--budget_min_steps must not be negative, got {run_args.budget_min_steps}")
     if training_args.push_to_hub:
         raise UsageError(
             "--push_to_hub is not supported for XTTS runs yet (the model card and push are VITS-specific); push the "
             "run's best_model folder with huggingface_hub after training"
         )
-    _check_synthesis_metrics(run_args, training_args)
 
 
 @entry_point
 def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
-    if started is None:
-        started = program_start_time() if argv is None else time.time()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    model_args, data_args, run_args, training_args = parse(argv)
-    # Heavy imports after argument checks, so `--help` and bad flags answer at once.
-    from .vits_training_run import leave_process_group
-    from .xtts_training_run import XttsTrainingRun
-
-    run = XttsTrainingRun(model_args, data_args, run_args, training_args, started=started)
-    code = run.execute()
-    leave_process_group()
-    return code
+    return run_training(parse, "XttsRun", argv, started)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ Before a run of hours, the doctor checks, each answer reported as OK / WARN / FA
   memory, the largest batch that fits and the worker count.
 
 `run_doctor` takes the four argument dataclasses of `kurdish-tts train` and builds data, model and trainer with the
-training script's own steps (`VitsTrainingRun`), so it checks exactly what `train` would run.
+training script's own steps (`kurdish_tts.runs.VitsRun`), so it checks exactly what `train` would run.
 """
 
 from .arguments import DoctorArguments

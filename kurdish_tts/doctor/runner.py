@@ -1,6 +1,6 @@
 """`run_doctor`: every check, in the order a run meets the problems, built with the training script's own steps.
 
-The data, the voices, the split, the model and the throughput probe's trainer come from `VitsTrainingRun`, the class
+The data, the voices, the split, the model and the throughput probe's trainer come from `VitsRun`, the class
 `kurdish-tts train` runs, with the same four argument dataclasses: the doctor checks exactly what training would run.
 Only the probes' trainers differ, and only where a probe must (see `probing`).
 """
@@ -61,7 +61,7 @@ def run_doctor(
 
     Args:
         model_args, data_args, run_args, training_args:
-            The four argument dataclasses of `kurdish_tts.cli.train_vits` (its `parse` builds them).
+            The four argument dataclasses of `kurdish-tts train` (`kurdish_tts.runs.arguments`; `kurdish_tts.cli.train_vits.parse` builds them).
         doctor_args (`DoctorArguments`, *optional*):
             Which probes to run and how long.
         facts (`MachineFacts`, *optional*):
@@ -76,9 +76,10 @@ def run_doctor(
         `UsageError`, `DataSourceError`: what `kurdish-tts train` would stop on at once (a model that cannot be loaded
         offline, missing data): the message says what to do.
     """
-    from ..cli.vits_training_run import SPLIT_NAME, DataUnusable, VitsTrainingRun
     from ..errors import UsageError
     from ..offline import go_offline_if_hub_unreachable
+    from ..runs.training_run import SPLIT_NAME, DataUnusable
+    from ..runs.vits_run import VitsRun
     from ..trainers.nan_recovery import QUARANTINE_NAME
 
     doctor_args = doctor_args or DoctorArguments()
@@ -104,7 +105,7 @@ def run_doctor(
 
     say("doctor: checking the environment and the recipe")
     report.add(check_environment(training_args, facts, model_size=model_args.model_size))
-    run = VitsTrainingRun(model_args, data_args, run_args, training_args)
+    run = VitsRun(model_args, data_args, run_args, training_args)
     # The recipe's stable ranges depend on whether the discriminator is pretrained, which `--discriminator` decides
     # (downloading MMS's here rather than when the model is built).
     discriminator = run.discriminator_source
@@ -123,7 +124,7 @@ def run_doctor(
     training_args.output_dir = str(doctor_dir)
 
     say("doctor: preparing the data as `kurdish-tts train` would")
-    run = VitsTrainingRun(model_args, data_args, run_args, training_args)
+    run = VitsRun(model_args, data_args, run_args, training_args)
     # The discriminator was resolved above (and downloaded, if it had to be); the run in the doctor's folder reuses it.
     run.discriminator_source = discriminator
     if run.needs_hub():

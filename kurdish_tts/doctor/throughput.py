@@ -163,7 +163,7 @@ def run_throughput_probe(trainer, *, warmup_steps: int = 5, steps: int = 20) -> 
     """Train `trainer` for `warmup_steps + steps` steps and measure the last `steps`.
 
     Args:
-        trainer (`VitsTrainer`): Built as the training script builds it (`VitsTrainingRun.build_trainer`), with
+        trainer (`VitsTrainer`): Built as the training script builds it (`VitsRun.build_trainer`), with
             arguments from `probing.probe_arguments` (no evaluation, checkpoints or trackers; `max_steps` =
             `warmup_steps + steps`; a scratch `output_dir`). Its model's weights change.
         warmup_steps (`int`, *optional*, defaults to `5`): Untimed steps first.

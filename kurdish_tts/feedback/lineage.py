@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cli.train_vits import UsageError
-from ..cli.vits_training_run import SPLIT_NAME, SUMMARY_NAME
+from ..errors import UsageError
+from ..runs.training_run import SPLIT_NAME, SUMMARY_NAME
 from .arguments import FeedbackArguments
 from .store import FeedbackStore
 from .versions import ModelVersions

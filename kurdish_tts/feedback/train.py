@@ -35,13 +35,15 @@ from datasets import Dataset, concatenate_datasets
 from transformers import set_seed
 
 from ..atomic import write_json_atomically, write_text_atomically
-from ..cli.train_vits import RunArguments, UsageError, VitsModelArguments
-from ..cli.vits_training_run import SPLIT_NAME, VitsTrainingRun
 from ..data.arguments import DataArguments
 from ..data.preprocess import prepare_dataset
+from ..errors import UsageError
 from ..evaluation.waveform_health import health_problems
 from ..models.vits import VitsForTraining
 from ..offline import go_offline_if_hub_unreachable
+from ..runs.arguments import RunArguments, VitsModelArguments
+from ..runs.training_run import SPLIT_NAME
+from ..runs.vits_run import VitsRun
 from ..trainers import VitsTrainer
 from ..trainers.vits_arguments import VitsTrainingArguments
 from .arguments import FeedbackArguments
@@ -128,7 +130,7 @@ class FeedbackTraining:
         self.args = training_args
         self.started = time.time() if started is None else started
         self.output_dir = Path(training_args.output_dir)
-        self.run: VitsTrainingRun | None = None
+        self.run: VitsRun | None = None
         self.current_at_start: str | None = None
 
     def say(self, message: str) -> None:
@@ -157,7 +159,7 @@ class FeedbackTraining:
             budget_probe_steps=self.feedback_args.budget_probe_steps,
             budget_warmup_steps=self.feedback_args.budget_warmup_steps,
         )
-        self.run = VitsTrainingRun(model_args, self.data_args, run_args, self.args, started=self.started)
+        self.run = VitsRun(model_args, self.data_args, run_args, self.args, started=self.started)
 
     # 2. Data
     def load_data(self) -> FeedbackData:

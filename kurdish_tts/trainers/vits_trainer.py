@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections import defaultdict
 
 import numpy as np
 import safetensors.torch
@@ -21,6 +20,7 @@ from ..models.vits.cuda_graphs import GraphedLoss
 from ..models.vits.modeling_discriminator import load_discriminator
 from ..models.vits.modeling_vits_training import VitsForTraining
 from .eval_batches import require_an_eval_batch
+from .loss_terms import mean_loss_terms, track_loss_terms
 from .vits_arguments import VitsTrainingArguments
 
 logger = logging.get_logger(__name__)
@@ -172,11 +172,7 @@ class VitsTrainer(Trainer):
             callbacks=[*(callbacks or []), self._precision_monitor],
             **kwargs,
         )
-        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
-        self.can_return_loss = True
-        self.label_names = []
-        self.model_accepts_loss_kwargs = False
-        self.loss_is_scaled_for_ga = False
+        track_loss_terms(self)
         # `gan_update="alternating"` only: built with the main schedule in `create_scheduler`, when the number of
         # steps is known. A disabled scaler passes everything through, so the discriminator step has one code path.
         self._discriminator_optimizer = None
@@ -408,16 +404,8 @@ class VitsTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if "loss" in logs else "eval"
-        keys = sorted(self._metrics[mode])
-        means = [torch.stack(self._metrics[mode][key]).float().mean() for key in keys]
-        if means and self.args.world_size > 1:
-            # Each process averaged its own batches; every process calls `log` at the same points with the same keys,
-            # so one all-reduce gives the run's averages (which best-model selection compares).
-            means = self.accelerator.reduce(torch.stack(means), reduction="mean").unbind()
-        metrics = {key: value.item() for key, value in zip(keys, means)}
-        if mode == "eval":
-            metrics = {f"eval_{key}": value for key, value in metrics.items()}
-        elif self.args.fp16:
+        metrics = mean_loss_terms(self, mode)
+        if mode == "train" and self.args.fp16:
             scaler = getattr(self.accelerator, "scaler", None)
             if scaler is not None:
                 metrics["amp/loss_scale"] = float(scaler.get_scale())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import defaultdict
 
 import torch
 from transformers import Trainer, TrainerCallback
@@ -14,6 +13,7 @@ from ..data.collators import SAMPLE_IDS
 from ..data.xtts_collator import XTTS_COLUMNS, DataCollatorForXtts, ReferencePool
 from ..models.xtts import XttsForTextToSpeech, losses
 from .eval_batches import require_an_eval_batch
+from .loss_terms import mean_loss_terms, track_loss_terms
 from .vits_trainer import _MixedPrecisionMonitor, _numpy_format
 from .xtts_arguments import XttsTrainingArguments
 
@@ -125,11 +125,7 @@ class XttsTrainer(Trainer):
             callbacks=[*(callbacks or []), self._precision_monitor],
             **kwargs,
         )
-        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
-        self.can_return_loss = True
-        self.label_names = []
-        self.model_accepts_loss_kwargs = False
-        self.loss_is_scaled_for_ga = False
+        track_loss_terms(self)
         self._warned_no_attention = False
         self._guided_attention_weight = args.loss_weight_guided_attention
 
@@ -269,15 +265,8 @@ class XttsTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if "loss" in logs else "eval"
-        keys = sorted(self._metrics[mode])
-        means = [torch.stack(self._metrics[mode][key]).float().mean() for key in keys]
-        if means and self.args.world_size > 1:
-            # Every process calls `log` at the same points with the same keys: one all-reduce gives the run's means.
-            means = self.accelerator.reduce(torch.stack(means), reduction="mean").unbind()
-        metrics = {key: value.item() for key, value in zip(keys, means)}
-        if mode == "eval":
-            metrics = {f"eval_{key}": value for key, value in metrics.items()}
-        else:
+        metrics = mean_loss_terms(self, mode)
+        if mode == "train":
             if self.args.guided_attention_decay_steps is not None:
                 # The weight of the last step's loss (it decays step by step).
                 metrics["loss_weight/guided_attention"] = self._guided_attention_weight

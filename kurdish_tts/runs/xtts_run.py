@@ -1,10 +1,9 @@
-"""The steps of `scripts/train_xtts.py`: those of `scripts/train_vits.py` (`VitsTrainingRun`) with the XTTS model.
+"""`XttsRun`: the training run of the XTTS-style voice-cloning model (`scripts/train_xtts.py`).
 
-Data loading, validation, the held-out split, checkpoint resumption, the time-budget plan, the run summary and the
-loss curve are `VitsTrainingRun`'s own methods, inherited unchanged. What differs is overridden here: the mel
-settings come from `XttsConfig`, every voice is trained together (the model clones the voice of a reference clip,
-so there are no speaker embeddings), clips longer than the model's context are left out, and the trainer, callbacks
-and sample are XTTS ones.
+What it adds to `TrainingRun`: the mel settings come from `XttsConfig`, every voice is trained together (the model
+clones the voice of a reference clip, so there are no speaker embeddings), clips longer than the model's context are
+left out, and the trainer, its audio-sample callback, the synthesizer of the synthesis metrics and the sample are
+XTTS ones.
 """
 
 from __future__ import annotations
@@ -19,22 +18,18 @@ from transformers import AutoConfig
 from ..audio.features import MelConfig
 from ..audio.io import write_audio
 from ..data.speakers import speaker_table
+from ..errors import UsageError
 from ..models.xtts import XttsConfig, XttsForTextToSpeech
-from ..trainers import BestModelCallback, NanRecoveryCallback, ThroughputCallback
-from ..trainers.synthesis_metrics import SynthesisMetricsCallback
 from ..trainers.xtts_callbacks import XttsAudioSampleCallback, reference_waveforms
 from ..trainers.xtts_trainer import XttsTrainer
-from .train_vits import UsageError
-from .vits_training_run import VitsTrainingRun, offline_message
+from .training_run import TrainingRun, offline_message
 
 logger = logging.getLogger("kurdish_tts.train_xtts")
 
 
-class XttsTrainingRun(VitsTrainingRun):
-    """One invocation of `train_xtts.py`. Arguments are the script's four dataclasses (`XttsModelArguments`,
-    `DataArguments`, `RunArguments`, `XttsTrainingArguments`); `started` is `time.time()` when the job began."""
-
-    trains_discriminator = False
+class XttsRun(TrainingRun):
+    """One invocation of `train_xtts.py`: `TrainingRun` with the XTTS model (`XttsModelArguments`, `DataArguments`,
+    `RunArguments`, `XttsTrainingArguments`)."""
 
     @functools.cached_property
     def model_config(self) -> XttsConfig:
@@ -82,16 +77,7 @@ class XttsTrainingRun(VitsTrainingRun):
         model_args = self.model_args
         if model_args.model_size is not None:
             return XttsForTextToSpeech(self.model_config)
-        try:
-            model = XttsForTextToSpeech.from_pretrained(model_args.model_name_or_path)
-        except OSError as error:
-            raise UsageError(offline_message(model_args.model_name_or_path, error)) from error
-        if model.config.vocab_size != tokenizer.vocab_size:
-            raise UsageError(
-                f"the tokenizer {self.data_args.tokenizer} has {tokenizer.vocab_size} symbols but the model "
-                f"{model_args.model_name_or_path} embeds {model.config.vocab_size}: use the model's own tokenizer"
-            )
-        return model
+        return self.load_pretrained(XttsForTextToSpeech, tokenizer)
 
     # 6. Trainer
     def build_trainer(self, model, tokenizer, train, evaluation, speaker_to_id):
@@ -109,24 +95,7 @@ class XttsTrainingRun(VitsTrainingRun):
             processing_class=tokenizer,
             callbacks=[XttsAudioSampleCallback(self.references, max_new_frames=self.max_new_frames)],
         )
-        ThroughputCallback(hop_length=mel.hop_length, sampling_rate=mel.sampling_rate).attach(trainer)
-        self.nan_recovery = NanRecoveryCallback(
-            lr_factor=self.run_args.nan_lr_factor, max_recoveries=self.run_args.nan_max_recoveries
-        ).attach(trainer)
-        self.best_model = BestModelCallback(require_healthy_audio=self.run_args.best_model_health_check).attach(
-            trainer
-        )
-        self.synthesis_metrics = None
-        if self.run_args.synthesis_metrics:
-            self.synthesis_metrics = SynthesisMetricsCallback(
-                evaluation,
-                self.run_args.synthesis_metrics,
-                num_samples=self.run_args.synthesis_metrics_samples,
-                every_n_evaluations=self.run_args.synthesis_metrics_every,
-                seed=self.args.seed,
-                make_synthesizer=self._make_synthesizer,
-            ).attach(trainer)
-        return trainer
+        return self.attach_callbacks(trainer, evaluation, mel, make_synthesizer=self._make_synthesizer)
 
     def _make_synthesizer(self, model, tokenizer, speaker_to_id, seed):
         from ..evaluation.xtts_synthesis import XttsSynthesizer

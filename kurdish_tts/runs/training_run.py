@@ -1,8 +1,11 @@
-"""The steps of `scripts/train_vits.py`, in order: data, voices, split, model, trainer, plan, train, best model, sample.
+"""One training run end to end, whatever the model: `TrainingRun`'s steps, in order, are where to start from, data,
+voices, split, model, trainer, time budget, train, best model, sample, summary, publish.
 
-Each step is a method of `VitsTrainingRun`, so a notebook can run them one by one; `execute()` runs them all. Under
-`accelerate launch` every process runs every step (they must, for the collective ones: the probe, training,
-evaluation); only the main process prepares the cache first, writes files and prints.
+`VitsRun` and `XttsRun` (`vits_run.py`, `xtts_run.py`) add what their model family needs: the mel settings, the voices,
+the model, the trainer and its sample. Each step is a method, so a notebook, the doctor and the feedback fine-tune can
+run them one by one; `execute()` runs them all. Under `accelerate launch` every process runs every step (they must, for
+the collective ones: the probe, training, evaluation); only the main process prepares the cache first, writes files and
+prints.
 """
 
 from __future__ import annotations
@@ -18,48 +21,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from ..atomic import write_json_atomically
 from ..audio.features import MelConfig
-from ..audio.io import write_audio
 from ..data.preprocess import prepare_dataset
-from ..data.speakers import (
-    build_speaker_to_id,
-    filter_speakers,
-    load_speaker_map,
-    save_speaker_map,
-    select_speaker,
-    speaker_table,
-)
-from ..data.validate import ValidationConfig, validate_prepared
+from ..data.validate import ValidationConfig, describe, validate_prepared
 from ..errors import UsageError, UserError
 from ..evaluation.plots import loss_curve_figure, save_figure
 from ..hub import HubPushError, RunFilesError, push_to_hub, take_hub_push
-from ..models.vits import VitsForTraining
-from ..models.vits.discriminator_source import (
-    HUB_PREFIX,
-    DiscriminatorSource,
-    DiscriminatorSourceError,
-    resolve_discriminator_source,
-)
-from ..models.vits.modeling_discriminator import DISCRIMINATOR_WEIGHTS_NAME
-from ..models.vits.modeling_vits_training import (
-    SPEAKERS_NAME,
-    mel_config_for_size,
-    saved_mel_config,
-    vits_config_for_size,
-)
-from ..models.vits.speakers import add_speaker_embeddings
 from ..offline import go_offline_if_hub_unreachable
-from ..text import KURMANJI_TOKENIZER_NAME, normalize_text
+from ..text import KURMANJI_TOKENIZER_NAME
 from ..trainers import (
-    AudioSampleCallback,
     BestModelCallback,
     NanRecoveryCallback,
     ThroughputCallback,
-    VitsTrainer,
     apply_plan,
     load_best_model_info,
     load_quarantine,
@@ -70,14 +46,12 @@ from ..trainers import (
 from ..trainers.budget import BUDGET_NAME
 from ..trainers.checkpoints import checkpoint_problem, latest_complete_checkpoint, set_aside
 from ..trainers.synthesis_metrics import SynthesisMetricsCallback
-from .prepare_data import describe
 
+# The name predates the XTTS run; logs, and the tests that read them, know the shared steps by it.
 logger = logging.getLogger("kurdish_tts.train_vits")
 
 SPLIT_NAME = "data_split.json"
 SUMMARY_NAME = "run_summary.json"
-TINY_SPEAKER_EMBEDDING = 8
-DEFAULT_SPEAKER_EMBEDDING = 256
 
 
 def check_launch(training_args, environ=os.environ) -> None:
@@ -98,12 +72,14 @@ def check_launch(training_args, environ=os.environ) -> None:
         )
 
 
-class VitsTrainingRun:
-    """One invocation of `train_vits.py`. Arguments are the script's four dataclasses; `started` is `time.time()` when
-    the job began, so the time budget covers data preparation and model loading too."""
+class TrainingRun:
+    """One training run. Arguments are the script's four dataclasses (a model's arguments, `DataArguments`,
+    `RunArguments` and the model's `TrainingArguments` subclass); `started` is `time.time()` when the job began, so the
+    time budget covers data preparation and model loading too.
 
-    # `XttsTrainingRun` reuses these steps for a model without a discriminator (nor `--discriminator`).
-    trains_discriminator = True
+    Subclasses define `mel_config`, `choose_speakers`, `build_model`, `build_trainer` (ending in `attach_callbacks`)
+    and `synthesize_sample`.
+    """
 
     def __init__(self, model_args, data_args, run_args, training_args, *, started: float | None = None):
         check_launch(training_args)
@@ -125,23 +101,6 @@ class VitsTrainingRun:
     def tokenizer(self):
         """The tokenizer of the model to train, loaded once (the cache key, the model size and the trainer need it)."""
         return self.data_args.load_tokenizer()
-
-    @functools.cached_property
-    def discriminator_source(self) -> DiscriminatorSource:
-        """Where the discriminator starts from (`--discriminator`), decided once: a Hub file is downloaded here."""
-        if (
-            self.resume_checkpoint is not None
-            and (Path(self.resume_checkpoint) / DISCRIMINATOR_WEIGHTS_NAME).is_file()
-        ):
-            # Resuming restores the checkpoint's discriminator anyway; starting from it needs no download.
-            description = f"the one in {self.resume_checkpoint}, the checkpoint training resumes from"
-            return DiscriminatorSource("saved", Path(self.resume_checkpoint), description)
-        model_args = self.model_args
-        base_model = None if model_args.model_size is not None else model_args.model_name_or_path
-        try:
-            return resolve_discriminator_source(model_args.discriminator, base_model)
-        except DiscriminatorSourceError as error:
-            raise UsageError(str(error)) from error
 
     def say(self, message: str) -> None:
         if self.is_main:
@@ -193,21 +152,8 @@ class VitsTrainingRun:
 
     # 2. Data
     def mel_config(self) -> MelConfig:
-        """The STFT/mel geometry of the model to train: its named size, or the base model's config."""
-        model_args = self.model_args
-        if model_args.model_size is not None:
-            vocab_size = self.tokenizer.vocab_size
-            return mel_config_for_size(vits_config_for_size(model_args.model_size, vocab_size), model_args.model_size)
-        saved = (
-            saved_mel_config(model_args.model_name_or_path) if Path(model_args.model_name_or_path).is_dir() else None
-        )
-        if saved is not None:
-            return saved
-        try:
-            config = AutoConfig.from_pretrained(model_args.model_name_or_path)
-        except OSError as error:
-            raise UsageError(offline_message(model_args.model_name_or_path, error)) from error
-        return MelConfig.from_vits_config(config)
+        """The STFT/mel geometry of the model to train, which the data cache must hold."""
+        raise NotImplementedError
 
     def load_data(self):
         """Prepare (or reuse) the cache on the main process first, then everywhere; validate it."""
@@ -234,43 +180,8 @@ class VitsTrainingRun:
 
     # 3. Voices
     def choose_speakers(self, dataset):
-        """One voice (`--speaker`), every voice with embeddings (`--multi_speaker`), or all clips as one voice.
-
-        Returns the dataset and the speaker → embedding id mapping (`None` for one voice).
-        """
-        model_args = self.model_args
-        if model_args.speaker is not None:
-            try:
-                dataset, stats = select_speaker(dataset, model_args.speaker)
-            except ValueError as error:
-                raise UsageError(str(error)) from error
-            self.say(f"voice: speaker {stats.short_speaker} with {stats.clips} clips ({stats.hours * 60:.1f} min)")
-            return dataset, None
-        if model_args.multi_speaker:
-            try:
-                mapping = build_speaker_to_id(dataset, min_clips=model_args.min_speaker_clips)
-            except ValueError as error:
-                raise UsageError(f"{error}; lower --min_speaker_clips or train one voice with --speaker") from error
-            base_map = Path(model_args.model_name_or_path) / SPEAKERS_NAME
-            if model_args.model_size is None and base_map.is_file():
-                # Keep the ids the base model's embeddings were trained with; new voices get new rows after them.
-                known = load_speaker_map(base_map)
-                for speaker in mapping:
-                    known.setdefault(speaker, len(known))
-                mapping = known
-            dataset, dropped = filter_speakers(dataset, mapping)
-            self.say(
-                f"voices: {len(mapping)} speakers with >= {model_args.min_speaker_clips} clips; "
-                f"{dropped} clips of rarer speakers left out"
-            )
-            return dataset, mapping
-        speakers = speaker_table(dataset)
-        if len(speakers) > 1:
-            logger.warning(
-                f"the data has {len(speakers)} speakers, trained as one voice; pass --speaker most_hours to train the "
-                "best-covered voice, or --multi_speaker for speaker embeddings"
-            )
-        return dataset, None
+        """The clips to train on and the speaker → embedding id mapping (`None` for no speaker embeddings)."""
+        raise NotImplementedError
 
     # 4. Held-out evaluation set
     def split(self, dataset):
@@ -308,61 +219,31 @@ class VitsTrainingRun:
         return train, evaluation
 
     # 5. Model
-    def build_model(self, tokenizer, speaker_to_id: dict[str, int] | None) -> VitsForTraining:
-        model_args = self.model_args
-        num_speakers = 1 if speaker_to_id is None else max(speaker_to_id.values()) + 1
-        source = self.discriminator_source
-        if model_args.model_size is not None:
-            model = VitsForTraining.from_size(
-                model_args.model_size,
-                tokenizer.vocab_size,
-                num_speakers=num_speakers,
-                use_stochastic_duration_prediction=model_args.duration_predictor != "deterministic",
-            )
-            if not source.is_fresh:
-                model.discriminator = self._load_discriminator(source)
-        else:
-            discriminator = self._load_discriminator(source)
-            try:
-                model = VitsForTraining.from_pretrained(model_args.model_name_or_path, discriminator=discriminator)
-            except OSError as error:
-                raise UsageError(offline_message(model_args.model_name_or_path, error)) from error
-            if model.config.vocab_size != tokenizer.vocab_size:
-                raise UsageError(
-                    f"the tokenizer {self.data_args.tokenizer} has {tokenizer.vocab_size} symbols but the model "
-                    f"{model_args.model_name_or_path} embeds {model.config.vocab_size}: use the model's own tokenizer"
-                )
-            if num_speakers > 1 and model.config.num_speakers < num_speakers:
-                size = (
-                    model_args.speaker_embedding_size
-                    or model.config.speaker_embedding_size
-                    or DEFAULT_SPEAKER_EMBEDDING
-                )
-                model = add_speaker_embeddings(model, num_speakers, size)
-        if speaker_to_id is not None and self.is_main:
-            save_speaker_map(self.output_dir, speaker_to_id)
-        if speaker_to_id is not None:
-            model.speaker_to_id = speaker_to_id
-        return model
+    def build_model(self, tokenizer, speaker_to_id: dict[str, int] | None):
+        raise NotImplementedError
 
-    def _load_discriminator(self, source: DiscriminatorSource):
+    def load_pretrained(self, model_class, tokenizer, **kwargs):
+        """`model_class.from_pretrained(--model_name_or_path, **kwargs)`; a model that cannot be loaded, or that embeds
+        another vocabulary than the tokenizer's, is a usage error that says what to do."""
+        name = self.model_args.model_name_or_path
         try:
-            return source.load()
-        except (OSError, ValueError) as error:
-            raise UsageError(f"--discriminator {self.model_args.discriminator}: {error}") from error
+            model = model_class.from_pretrained(name, **kwargs)
+        except OSError as error:
+            raise UsageError(offline_message(name, error)) from error
+        if model.config.vocab_size != tokenizer.vocab_size:
+            raise UsageError(
+                f"the tokenizer {self.data_args.tokenizer} has {tokenizer.vocab_size} symbols but the model "
+                f"{name} embeds {model.config.vocab_size}: use the model's own tokenizer"
+            )
+        return model
 
     # 6. Trainer
     def build_trainer(self, model, tokenizer, train, evaluation, speaker_to_id):
-        mel = model.mel_config
-        trainer = VitsTrainer(
-            model,
-            self.args,
-            train_dataset=train,
-            eval_dataset=evaluation,
-            processing_class=tokenizer,
-            speaker_to_id=speaker_to_id,
-            callbacks=[AudioSampleCallback(speaker_id=0 if speaker_to_id else None)],
-        )
+        raise NotImplementedError
+
+    def attach_callbacks(self, trainer, evaluation, mel: MelConfig, **synthesis_options):
+        """The callbacks of every run: throughput, NaN recovery, best model and (unless `--synthesis_metrics ''`) the
+        synthesis metrics, built with `synthesis_options`."""
         ThroughputCallback(hop_length=mel.hop_length, sampling_rate=mel.sampling_rate).attach(trainer)
         self.nan_recovery = NanRecoveryCallback(
             lr_factor=self.run_args.nan_lr_factor, max_recoveries=self.run_args.nan_max_recoveries
@@ -378,8 +259,8 @@ class VitsTrainingRun:
                 self.run_args.synthesis_metrics,
                 num_samples=self.run_args.synthesis_metrics_samples,
                 every_n_evaluations=self.run_args.synthesis_metrics_every,
-                speaker_to_id=speaker_to_id,
                 seed=self.args.seed,
+                **synthesis_options,
             ).attach(trainer)
         return trainer
 
@@ -434,49 +315,25 @@ class VitsTrainingRun:
 
     # 8. The end: sample, curve, summary
     def synthesize_sample(self, model_dir: Path, speaker_to_id) -> Path:
-        """One sentence through stock `transformers.pipeline("text-to-speech")`, as a user of the model would."""
-        from transformers import pipeline
-
-        text = normalize_text(self.run_args.sample_text).text
-        synthesizer = pipeline("text-to-speech", model=str(model_dir), device=self.args.device)
-        forward_params = {"speaker_id": 0} if speaker_to_id else {}
-        try:
-            speech = synthesizer(text, forward_params=forward_params)
-            audio, sampling_rate = speech["audio"], speech["sampling_rate"]
-        except TypeError as error:
-            if "BatchEncoding.to()" not in str(error):
-                raise
-            # transformers 5.17 casts the tokenizer's output to the model's dtype, which a BatchEncoding refuses, for
-            # every tokenizer-only model (huggingface/transformers#48683, fixed in later releases). Same call, by hand.
-            logger.warning(
-                f"the text-to-speech pipeline of this transformers version fails ({error}); synthesizing "
-                "the sample with the pipeline's model and tokenizer directly"
-            )
-            inputs = synthesizer.tokenizer(text, return_tensors="pt").to(synthesizer.device)
-            with torch.no_grad():
-                audio = synthesizer.model(**inputs, **forward_params).waveform.float().cpu().numpy()
-            sampling_rate = synthesizer.model.config.sampling_rate
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        return write_audio(self.output_dir / "sample.wav", audio, sampling_rate)
+        """One sentence (`--sample_text`) synthesized with the saved model in `model_dir`, written to `sample.wav`."""
+        raise NotImplementedError
 
     def needs_hub(self) -> bool:
+        """Whether the data, the tokenizer or the base model is named by a Hub id rather than built in or local."""
         local = {"demo", KURMANJI_TOKENIZER_NAME}
         names = [self.data_args.data, self.data_args.tokenizer]
         if self.model_args.model_size is None:
             names.append(self.model_args.model_name_or_path)
-        hub_discriminator = self.trains_discriminator and self.model_args.discriminator.startswith(HUB_PREFIX)
-        return hub_discriminator or any(name not in local and not Path(name).exists() for name in names)
+        return any(name not in local and not Path(name).exists() for name in names)
+
+    def fetch_before_data(self) -> None:
+        """Fetch what may have to come from the Hub before the data work, which can take long (nothing by default)."""
 
     def execute(self) -> int:
         checkpoint = self.resume_checkpoint = self.checkpoint_to_resume()
         if self.needs_hub():
             go_offline_if_hub_unreachable()
-        if self.trains_discriminator:
-            # What may have to come from the Hub, before the data work, which can take long: the base model's config
-            # first (its errors say more), then the discriminator (cached for `build_model`; one download a machine).
-            self.mel_config()
-            with self.args.main_process_first(desc="fetching the discriminator"):
-                _ = self.discriminator_source
+        self.fetch_before_data()
         created = self.is_main and not self.output_dir.exists()
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -597,8 +454,7 @@ class VitsTrainingRun:
             # What the run was trained on: `train_feedback.py train` replays this data and re-selects these voices.
             "arguments": {"model": dataclasses.asdict(self.model_args), "data": dataclasses.asdict(self.data_args)},
         }
-        if self.trains_discriminator:
-            summary["discriminator"] = self.discriminator_source.description
+        summary.update(self.summary_extras())
         lines = [
             "",
             f"Done: {trainer.state.global_step} steps.",
@@ -631,6 +487,10 @@ class VitsTrainingRun:
             )
         print("\n".join(lines), flush=True)
         return summary
+
+    def summary_extras(self) -> dict:
+        """What the model family adds to `run_summary.json` (nothing by default)."""
+        return {}
 
 
 def leave_process_group() -> None:
