@@ -24,10 +24,8 @@ out=$4
 minutes=$5
 wait_seconds=${6:-560}
 mkdir -p "$out" "$runs"
-began=$SECONDS
-device=$(python -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
-hours=$(python -c "print($minutes / 60)")
 source "$(dirname "$0")/gpu_runs.sh"
+hours=$(python -c "print($minutes / 60)")
 
 if [ ! -f "$runs/throughput.txt" ] && [ -z "${SKIP_BENCH:-}" ]; then
   python benchmarks/bench_train.py --cuda_graphs --dataset_batches 32 --skip_breakdown --steps 40 --warmup 10 \

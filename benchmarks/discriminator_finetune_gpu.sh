@@ -28,11 +28,9 @@ out=$4
 minutes=$5
 wait_seconds=${6:-560}
 mkdir -p "$out" "$runs"
-began=$SECONDS
-device=$(python -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
+source "$(dirname "$0")/gpu_runs.sh"
 hours=$(python -c "print($minutes / 60)")
 finetune_hours=$(python -c "print(${FINETUNE_MINUTES:-5} / 60)")
-source "$(dirname "$0")/gpu_runs.sh"
 
 start "$runs/pretrain" --data "$corpus" --tokenizer kurmanji --model_size "${PRETRAIN_SIZE:-mms}" \
   --duration_predictor deterministic \

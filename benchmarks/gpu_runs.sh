@@ -1,6 +1,9 @@
 # Sourced by the GPU measurement scripts (clean_audio_gpu.sh, discriminator_finetune_gpu.sh): background
 # train_vits.py runs that survive between remote calls, each resumed from its checkpoints when called again, and the
-# held-out synthesis of a finished run. The caller sets `began=$SECONDS`, `wait_seconds` and `device`.
+# held-out synthesis of a finished run. The caller sets `wait_seconds`; `began` (the call's start, for wait_for) and
+# `device` are set here.
+began=$SECONDS
+device=$(python -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
 alive() { [ -f "$1.pid" ] && kill -0 "$(cat "$1.pid")" 2>/dev/null; }

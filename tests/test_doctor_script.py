@@ -5,7 +5,6 @@ import dataclasses
 import json
 
 import pytest
-import torch
 
 from kurdish_tts.cli import doctor
 from kurdish_tts.data import DataArguments, PreprocessConfig
@@ -14,14 +13,7 @@ from kurdish_tts.doctor import DoctorArguments
 from .doctor_testing import demo_subset, plant_stale_cache
 from .testing_utils import tiny_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # As in test_doctor_training_probe: one thread is as fast for the tiny model and robust to a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,7 @@ from kurdish_tts.models.vits import add_speaker_embeddings
 
 from .testing_utils import tiny_model, tiny_training_args
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The tiny model gains nothing from a second thread, and on the shared 2-core machine two spinning threads slow
-    # down many times over whenever another job is running.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _probe(model, tokenizer, dataset, tmp_dir, steps=4, speaker_to_id=None, **overrides):

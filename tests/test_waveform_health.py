@@ -125,7 +125,6 @@ class TestBatches:
         assert len(health_problems({k: float(v) for k, v in broken.items()})) >= 2
         assert all(value.dim() == 0 for value in broken.values())
 
-
     def test_pool_health_counts_unhealthy_clips_and_keeps_signs_from_cancelling(self, recording):
         healthy = waveform_health(recording * 0.9, RATE, recording).to_dict()
         broken = waveform_health(tone_over(recording), RATE, recording).to_dict()

@@ -14,12 +14,7 @@ from kurdish_tts.models.xtts import XttsConfig, XttsForTextToSpeech, losses
 RATE = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(tokenizer, seed=0, **overrides) -> XttsForTextToSpeech:

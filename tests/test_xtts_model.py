@@ -11,14 +11,7 @@ from kurdish_tts.models.xtts import XttsConfig, XttsForTextToSpeech, XttsGenerat
 SILENCE = math.log(1e-5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The tiny model's tensors are a few hundred numbers: a second thread only adds synchronization (measured 5x slower
-    # training steps with two threads on two busy cores).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_config(tokenizer, **overrides) -> XttsConfig:

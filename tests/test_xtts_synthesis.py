@@ -10,14 +10,7 @@ from kurdish_tts.evaluation import XttsSynthesizer
 from kurdish_tts.evaluation.metrics import real_time_factor
 from kurdish_tts.models.xtts import XttsConfig, XttsForTextToSpeech
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: a second thread only adds synchronization on two busy cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -20,13 +20,7 @@ from kurdish_tts.models.xtts.vocoder import (
 TINY_MEL = MelConfig(n_fft=32, hop_length=16, win_length=32, n_mels=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small FFTs and matrices: on two busy cores a second thread made the round trip 50x slower (measured).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -350,4 +350,3 @@ def _log_magnitude_db(clips: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor
     window = torch.hann_window(n_fft, device=clips.device)
     spectrum = torch.stft(clips, n_fft, hop, window=window, center=True, pad_mode="reflect", return_complex=True)
     return 20 * torch.log10(spectrum.abs().clamp_min(MAGNITUDE_FLOOR))  # (batch, bins, frames)
-
