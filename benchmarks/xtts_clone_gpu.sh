@@ -18,16 +18,26 @@
 #   4. `benchmarks/xtts_clone_eval.py` on the best model (the final model when no evaluation passed the health
 #      gate): WAVs (reference, recordings, clones), attention PNGs, the table as markdown and JSON;
 #   5. the run's summary, loss curve, evaluation samples and attention plots are copied next to it.
-# Everything lands in $OUT (the device tool's output folder): OUT/clone/clone_table.md is the table.
+# What comes back in $OUT (the device tool's output folder): xtts_clone_gpu.tar.gz (everything), clone_table.md,
+# train.log, clone.log and this script's log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-/tmp/xtts_clone_gpu}
+# The device returns at most 8 files from $OUT: everything is written under $work/results, and on exit (also when a
+# timeout cuts the call short) packed into one archive beside the table and the logs.
+deliver=${OUT:-/tmp/xtts_clone_gpu}
 corpus=${XTTS_CORPUS:-gpu/xtts_corpus}
 minutes=${XTTS_TRAIN_MINUTES:-5}
 work=${XTTS_WORK:-/tmp/xtts_clone_work}
 began=$SECONDS
 say() { echo "[$((SECONDS - began)) s] $*"; }
-mkdir -p "$out" "$work"
+out=$work/results
+mkdir -p "$out" "$work" "$deliver"
+deliver_results() {
+  tar -czf "$deliver/xtts_clone_gpu.tar.gz" -C "$out" . 2>/dev/null
+  cp "$out/clone/clone_table.md" "$out/train.log" "$out/clone.log" "$out/xtts_clone_gpu.log" "$deliver/" 2>/dev/null
+  true
+}
+trap deliver_results EXIT
 export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
   PYTHONUNBUFFERED=1
 exec > >(tee -a "$out/xtts_clone_gpu.log") 2>&1
@@ -109,4 +119,4 @@ fi
 mkdir -p "$out/run"
 cp "$run"/run_summary.json "$run"/*.png "$out/run/" 2>/dev/null
 [ -d "$run/samples" ] && cp -r "$run/samples" "$out/run/"
-say "done; results in $out"
+say "done; results in $deliver (xtts_clone_gpu.tar.gz: everything; clone_table.md and the logs beside it)"
