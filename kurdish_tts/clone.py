@@ -15,7 +15,6 @@ the bands the model's mel expects, and the clone would inherit a muffled voice w
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,26 +212,22 @@ class VoiceCloner:
         reference_mel = reference if torch.is_tensor(reference) and reference.dim() == 3 else None
         if reference_mel is None:
             reference_mel = self.reference_mel(reference)
-        from .evaluation.synthesis import inference
+        from .evaluation.xtts_synthesis import generate_speech
 
-        with inference(self.model, self.seed):
-            began = time.perf_counter()
-            generated = self.model.generate_mel(
-                inputs["input_ids"],
-                inputs["attention_mask"],
-                reference_mel=reference_mel,
-                max_new_frames=self.max_new_frames,
-                stop_threshold=self.stop_threshold,
-                output_attentions=True,
-            )
-            waveform = (vocoder or self.vocoder)(generated.mel.float(), generated.mel_lengths)[0].float().cpu().numpy()
-            seconds = time.perf_counter() - began
-        steps = -(-int(generated.mel_lengths[0]) // self.model.config.reduction_factor)
+        speech = generate_speech(
+            self.model,
+            inputs,
+            reference_mel,
+            vocoder or self.vocoder,
+            seed=self.seed,
+            max_new_frames=self.max_new_frames,
+            stop_threshold=self.stop_threshold,
+        )
         return CloneResult(
-            waveform=waveform,
+            waveform=speech.waveform,
             sampling_rate=self.sampling_rate,
-            hit_max_length=bool(generated.hit_max_length[0]),
-            attention=generated.text_mel_attention[0, :steps].cpu().numpy(),
-            seconds=seconds,
+            hit_max_length=speech.hit_max_length,
+            attention=speech.attention,
+            seconds=speech.seconds,
             text=normalized,
         )

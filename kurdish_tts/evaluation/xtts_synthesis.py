@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,6 +17,51 @@ from .synthesis import SynthesisResult, _synchronize, inference
 
 # A reference: a waveform (1-D, at the model's rate), a log-mel `(frames, n_mels)`, or an audio file to load.
 Reference = np.ndarray | torch.Tensor | str | os.PathLike
+
+
+@dataclass(frozen=True)
+class GeneratedSpeech:
+    """A waveform generated from text ids and a reference, with what evaluation and cloning report about it."""
+
+    waveform: np.ndarray  # (samples,) float32
+    seconds: float  # generation and vocoding, synchronized on a GPU
+    hit_max_length: bool  # ended by the length cap, not by the stop head
+    attention: np.ndarray  # (decoder steps, text tokens): each step's attention over the text
+
+
+def generate_speech(
+    model,
+    inputs: Mapping[str, torch.Tensor],
+    reference_mel: torch.Tensor,
+    vocoder,
+    *,
+    seed: int,
+    max_new_frames: int,
+    stop_threshold: float,
+) -> GeneratedSpeech:
+    """Tokenized text (`input_ids`, `attention_mask`) and a `(1, frames, n_mels)` reference log-mel to speech, timed,
+    under a fixed random state: the one generation path of `XttsSynthesizer` and `VoiceCloner`."""
+    with inference(model, seed):
+        _synchronize(model.device)
+        began = time.perf_counter()
+        generated = model.generate_mel(
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            reference_mel=reference_mel,
+            max_new_frames=max_new_frames,
+            stop_threshold=stop_threshold,
+            output_attentions=True,
+        )
+        waveform = vocoder(generated.mel.float(), generated.mel_lengths)[0]
+        _synchronize(model.device)
+        seconds = time.perf_counter() - began
+    steps = -(-int(generated.mel_lengths[0]) // model.config.reduction_factor)
+    return GeneratedSpeech(
+        waveform=waveform.float().cpu().numpy(),
+        seconds=seconds,
+        hit_max_length=bool(generated.hit_max_length[0]),
+        attention=generated.text_mel_attention[0, :steps].float().cpu().numpy(),
+    )
 
 
 class XttsSynthesizer:
@@ -137,25 +183,19 @@ class XttsSynthesizer:
         normalized = normalize_text(text, self._characters).text
         inputs = self.tokenizer(normalized, return_tensors="pt").to(self.device)
         reference = self.reference_mel(speaker).to(self.device).unsqueeze(0)  # (1, frames, n_mels)
-        with inference(self.model, self.seed):
-            _synchronize(self.device)
-            began = time.perf_counter()
-            generated = self.model.generate_mel(
-                inputs["input_ids"],
-                inputs["attention_mask"],
-                reference_mel=reference,
-                max_new_frames=self.max_new_frames,
-                stop_threshold=self.stop_threshold,
-                output_attentions=True,
-            )
-            waveform = self.vocoder(generated.mel.float(), generated.mel_lengths)[0]
-            _synchronize(self.device)
-            seconds = time.perf_counter() - began
-        steps = -(-int(generated.mel_lengths[0]) // self.model.config.reduction_factor)
+        speech = generate_speech(
+            self.model,
+            inputs,
+            reference,
+            self.vocoder,
+            seed=self.seed,
+            max_new_frames=self.max_new_frames,
+            stop_threshold=self.stop_threshold,
+        )
         return SynthesisResult(
-            waveform=waveform.float().cpu().numpy(),
+            waveform=speech.waveform,
             sampling_rate=self.sampling_rate,
-            seconds=seconds,
-            hit_max_length=bool(generated.hit_max_length[0]),
-            attention=generated.text_mel_attention[0, :steps].float().cpu().numpy(),
+            seconds=speech.seconds,
+            hit_max_length=speech.hit_max_length,
+            attention=speech.attention,
         )
