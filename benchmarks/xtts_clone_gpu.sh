@@ -18,7 +18,8 @@
 #   4. `benchmarks/xtts_clone_eval.py` on the best model (the final model when no evaluation passed the health
 #      gate): WAVs (reference, recordings, clones), attention PNGs, the table as markdown and JSON;
 #   5. the run's summary, loss curve, evaluation samples and attention plots are copied next to it.
-# What comes back in $OUT (the device tool's output folder): xtts_clone_gpu.tar.gz (everything), clone_table.md,
+# What comes back in $OUT (the device tool's output folder): xtts_clone_gpu.tar.gz (the clones, their table, WAVs and
+# attention, the logs), xtts_run.tar.gz (the run's summary, loss curve, last three evaluations' samples), clone_table.md,
 # train.log, clone.log and this script's log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,8 +33,9 @@ began=$SECONDS
 say() { echo "[$((SECONDS - began)) s] $*"; }
 out=$work/results
 mkdir -p "$out" "$work" "$deliver"
-deliver_results() {
-  tar -czf "$deliver/xtts_clone_gpu.tar.gz" -C "$out" . 2>/dev/null
+deliver_results() {  # two archives: each returned file may hold at most 16 MiB
+  tar -czf "$deliver/xtts_clone_gpu.tar.gz" -C "$out" --exclude ./run . 2>/dev/null
+  [ -d "$out/run" ] && tar -czf "$deliver/xtts_run.tar.gz" -C "$out" run 2>/dev/null
   cp "$out/clone/clone_table.md" "$out/train.log" "$out/clone.log" "$out/xtts_clone_gpu.log" "$deliver/" 2>/dev/null
   true
 }
@@ -118,5 +120,9 @@ fi
 # 5. What the run wrote
 mkdir -p "$out/run"
 cp "$run"/run_summary.json "$run"/*.png "$out/run/" 2>/dev/null
-[ -d "$run/samples" ] && cp -r "$run/samples" "$out/run/"
-say "done; results in $deliver (xtts_clone_gpu.tar.gz: everything; clone_table.md and the logs beside it)"
+# The last three evaluations' samples: an untrained model's clips run to the length cap, and many would not fit.
+if [ -d "$run/samples" ]; then
+  mkdir -p "$out/run/samples"
+  for step in $(ls "$run/samples" | sort -t- -k2 -n | tail -3); do cp -r "$run/samples/$step" "$out/run/samples/"; done
+fi
+say "done; results in $deliver (xtts_clone_gpu.tar.gz, xtts_run.tar.gz; clone_table.md and the logs beside them)"
