@@ -12,6 +12,7 @@ not UTF-8, says where and how to convert the file, instead of a bare `UnicodeDec
 from __future__ import annotations
 
 import codecs
+import json
 import os
 from pathlib import Path
 
@@ -49,6 +50,30 @@ def read_text(path: str | os.PathLike, *, error: type[UserError] = InputFileErro
         return data.decode("utf-8")
     except UnicodeDecodeError as decode_error:
         raise error(not_utf8_message(path, data, decode_error)) from None
+
+
+def read_json_lines(
+    path: str | os.PathLike,
+    *,
+    fix: str,
+    error: type[UserError] = InputFileError,
+    encoding_error: type[UserError] = InputFileError,
+) -> list:
+    """The values of a JSON-lines file, blank lines skipped.
+
+    Raises:
+        `error`: a line is not JSON; the message names the file and the line, then `fix` (what to do about it).
+        `encoding_error`: the file is not UTF-8 (`read_text`).
+    """
+    values = []
+    for number, line in enumerate(read_text(path, error=encoding_error).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append(json.loads(line))
+        except json.JSONDecodeError as decode_error:
+            raise error(f"{path}, line {number}, is not valid JSON ({decode_error}); {fix}") from None
+    return values
 
 
 def not_utf8_message(path: str | os.PathLike, data: bytes, decode_error: UnicodeDecodeError) -> str:

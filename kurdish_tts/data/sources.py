@@ -27,7 +27,7 @@ from pathlib import Path
 import datasets
 from datasets import Audio, Dataset, Features, Value
 
-from ..errors import InputFileError, read_text
+from ..errors import InputFileError, read_json_lines, read_text
 
 # The audio column has the Arrow layout of `Audio(decode=False)` ({"bytes", "path"}) but is declared as a plain struct:
 # datasets >= 4 imports torchcodec to *encode* any `Audio` value, even a bare path, and this package avoids torchcodec.
@@ -338,17 +338,13 @@ def _open_audiofolder(root: Path) -> Dataset:
         with io.StringIO(read_text(csv_file, error=DataSourceError), newline="") as handle:
             records = list(csv.DictReader(handle))
     elif jsonl_file.is_file():
-        records = []
-        for number, line in enumerate(read_text(jsonl_file, error=DataSourceError).split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise DataSourceError(
-                    f"{jsonl_file}, line {number}, is not valid JSON ({error}); each line must be one JSON object "
-                    'such as {"file_name": "a.wav", "sentence": "..."}: fix or delete that line'
-                ) from None
+        records = read_json_lines(
+            jsonl_file,
+            error=DataSourceError,
+            encoding_error=DataSourceError,
+            fix='each line must be one JSON object such as {"file_name": "a.wav", "sentence": "..."}: fix or delete '
+            "that line",
+        )
     else:
         raise DataSourceError(
             f"{root} is not a dataset folder: expected metadata.csv/metadata.jsonl with a `file_name` column "

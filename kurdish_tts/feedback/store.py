@@ -51,7 +51,7 @@ from filelock import FileLock, Timeout
 from ..atomic import write_text_atomically
 from ..audio.io import write_audio
 from ..data.sources import DEFAULT_SPEAKER, LoadedSource, load_source
-from ..errors import read_text
+from ..errors import read_json_lines
 from ..text import load_tokenizer
 from .validation import FeedbackError, FeedbackInput, FeedbackValidationConfig, Rejection, ValidatedClip, validate_clip
 
@@ -114,21 +114,11 @@ class FeedbackStore:
     def items(self) -> list[dict]:
         """The manifest's rows, in the order they were added; `[]` for a store that does not exist yet."""
         try:
-            lines = read_text(self.manifest_path).splitlines()
+            return read_json_lines(
+                self.manifest_path, error=FeedbackError, fix="it was edited by hand: fix or delete that line"
+            )
         except FileNotFoundError:
             return []
-        rows = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise FeedbackError(
-                    f"{self.manifest_path}, line {number}, is not valid JSON ({error}); it was edited by hand: fix or "
-                    "delete that line"
-                ) from error
-        return rows
 
     def stats(self) -> dict:
         """Counts and durations, overall and per speaker."""
