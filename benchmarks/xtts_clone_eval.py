@@ -136,6 +136,7 @@ def main(argv=None) -> int:
                 reference,
                 voices,
                 synthesis_seconds=result.seconds,
+                gain_db=result.gain_db,
             )
             scores[name].append(score)
             if name == next(iter(vocoders)):
@@ -193,7 +194,8 @@ def render(payload: dict) -> str:
         f"training voices: {', '.join(payload['training_voices'])}. Per clone: duration ratio (clone / recording, "
         "0.8-1.25 wanted), stopped by the head within 0.3 s of the text's end, attention path monotonic and covering "
         "every token, waveform-health problems, MCD (dB, DTW) against the recording, speaker similarity (cosine of "
-        "mean mel-cepstra) to the reference and to the nearest training voice, real-time factor.",
+        "mean mel-cepstra) to the reference and to the nearest training voice, real-time factor, and the gain that "
+        "brought the clone to the reference's speech level (the model's own output was that much quieter).",
         "",
     ]
     for name, clips in payload["clips"].items():
@@ -201,8 +203,8 @@ def render(payload: dict) -> str:
             f"## Vocoder `{name}`",
             "",
             "| clip | duration ratio | stopped by head | reads text (coverage, monotonic) | health problems | MCD | "
-            "sim. to reference | sim. to nearest other | RTF |",
-            "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: |",
+            "sim. to reference | sim. to nearest other | RTF | level gain (dB) |",
+            "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for c in clips:
             sim = c["similarity"]
@@ -210,7 +212,8 @@ def render(payload: dict) -> str:
                 f"| {c['name']} | {_f(c['duration_ratio'])} | {'yes' if c['stopped_by_head'] else 'no'} | "
                 f"{'yes' if c['reads_text'] else 'no'} ({_f(c['coverage'])}, {_f(c['monotonic_fraction'])}) | "
                 f"{', '.join(c['health_problems']) or 'none'} | {_f(c['mcd'])} | {_f(sim['to_reference'], 3)} | "
-                f"{_f(sim['to_others_max'], 3)} ({sim['closest_other']}) | {_f(c['rtf'], 3)} |"
+                f"{_f(sim['to_others_max'], 3)} ({sim['closest_other']}) | {_f(c['rtf'], 3)} | "
+                f"{_f(c.get('gain_db'), 1)} |"
             )
         s = payload["summaries"][name]
         lines += [
@@ -219,7 +222,7 @@ def render(payload: dict) -> str:
             f"in 0.8-1.25), stopped by head {_f(100 * s['stopped_by_head'], 0)} %, reads text "
             f"{_f(100 * s['reads_text'], 0)} %, healthy {_f(100 * s['healthy'], 0)} %, MCD {_f(s['mcd'])} dB, "
             f"similarity to reference {_f(s['similarity_to_reference'], 3)} (margin over nearest training voice "
-            f"{_f(s['similarity_margin'], 3)}), RTF {_f(s['rtf'], 3)}.",
+            f"{_f(s['similarity_margin'], 3)}), RTF {_f(s['rtf'], 3)}, level gain {_f(s.get('gain_db'), 1)} dB.",
             "",
         ]
     ceiling = payload["recording_similarity"]

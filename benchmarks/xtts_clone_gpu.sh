@@ -4,6 +4,7 @@
 #
 #   bash benchmarks/xtts_clone_gpu.sh                 # corpus gpu/xtts_corpus, results under $OUT
 #   XTTS_GPU_SMOKE=1 OUT=/tmp/smoke bash benchmarks/xtts_clone_gpu.sh     # CPU check: tiny model, a few steps
+#   XTTS_CPU=1 XTTS_TRAIN_MINUTES=40 bash benchmarks/xtts_clone_gpu.sh      # the same experiment on the CPU: small, fp32
 #
 # The device has no espeak-ng and no internet: the corpus is made beforehand by
 # `python benchmarks/make_xtts_clone_corpus.py --output_dir gpu/xtts_corpus` (Ogg Vorbis, ~35 MB) and carried with
@@ -52,7 +53,8 @@ fi
 python -c "import datasets, soundfile, librosa, torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
   || { say "datasets/soundfile/librosa still missing: carry .whl (see the header)"; exit 1; }
 [ -f "$corpus/split.json" ] || { say "no corpus at $corpus: carry gpu/xtts_corpus (see the header)"; exit 1; }
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$out/device.txt"
+{ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "CPU, $(nproc) cores"; } \
+  | tee "$out/device.txt"
 
 # 2. The training corpus: every voice but the held-out one
 python - "$corpus" "$work/train_corpus" <<'EOF'
@@ -79,6 +81,14 @@ if [ -n "${XTTS_GPU_SMOKE:-}" ]; then
   size=tiny
   # The busy CPU is far slower than the budget's minimum steps assume: no backstop below 20 minutes.
   train_limit=1200 eval_limit=900
+elif [ -n "${XTTS_CPU:-}" ]; then
+  # The real experiment where no GPU is lent: the small model in fp32 on the CPU's threads, batch 16 (the 2-core
+  # machine's memory and speed); evaluations every 250 steps, fewer than on the GPU because each is slower.
+  size_flags=(--model_size small --bf16 false --tf32 false --per_device_train_batch_size 16 --eval_steps 250
+    --save_steps 250 --dataloader_num_workers 0 --preprocessing_num_workers 2 --synthesis_metrics_samples 2)
+  eval_items=${XTTS_EVAL_ITEMS:-10}
+  size=small
+  train_limit=$(python -c "print(int($minutes * 60 + 300))") eval_limit=1800
 else
   # Evaluations every 500 steps: each generates 4 held-out clips autoregressively, which an untrained model runs
   # to the length cap; more often would spend a large share of the 5 minutes there.

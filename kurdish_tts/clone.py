@@ -10,6 +10,11 @@ checked before anything runs (`check_reference`): a clip that is too short, sile
 the model's is refused with a `ReferenceClipError` that says what to do. A higher rate is resampled (librosa soxr):
 downsampling loses nothing the model reads, while upsampling a narrow-band clip (8 kHz phone audio) cannot restore
 the bands the model's mel expects, and the clone would inherit a muffled voice without saying why.
+
+The clone is brought to the reference's speech level (`kurdish_tts.audio.loudness`; never above -1 dBFS, at most
+30 dB either way): a model trained on log-mels speaks flatter, hence quieter, than its recordings, and a user asking
+for a voice expects it as loud as the clip they gave. `CloneResult.gain_db` says how much was applied, so the model's
+own level stays visible; `match_reference_level=False` keeps it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 
 from .audio.features import mel_spectrogram
+from .audio.loudness import apply_gain, level_matching_gain_db
 from .audio.io import AudioDecodeError, read_audio, resample, write_audio
 from .errors import UsageError
 from .text import normalize_text, tokenizer_characters
@@ -123,6 +129,8 @@ class CloneResult:
         attention (`np.ndarray` of shape `(steps, tokens)`): The free-running text attention (for plots and checks).
         seconds (`float`): Wall time of generation and vocoding.
         text (`str`): The normalized text that was spoken.
+        gain_db (`float`, *optional*, defaults to `0.0`): The gain applied to bring the clone to the reference's speech
+            level (0 when level matching is off); positive when the model's own output was quieter.
     """
 
     waveform: np.ndarray
@@ -131,6 +139,7 @@ class CloneResult:
     attention: np.ndarray
     seconds: float
     text: str
+    gain_db: float = 0.0
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write a 16-bit WAV atomically (a crash never leaves half a file under `path`)."""
@@ -150,10 +159,20 @@ class VoiceCloner:
             its stop head stops here (and `CloneResult.hit_max_length` says so).
         stop_threshold (`float`, *optional*, defaults to `0.5`): Stop probability that ends generation.
         seed (`int`, *optional*, defaults to `0`): Seed of the (dropout-free) generation's random state.
+        match_reference_level (`bool`, *optional*, defaults to `True`): Scale each clone to the reference's speech
+            level (see the module's docstring); `False` returns the vocoder's output as it is.
     """
 
     def __init__(
-        self, model, tokenizer, *, vocoder=None, max_seconds: float = 30.0, stop_threshold: float = 0.5, seed: int = 0
+        self,
+        model,
+        tokenizer,
+        *,
+        vocoder=None,
+        max_seconds: float = 30.0,
+        stop_threshold: float = 0.5,
+        seed: int = 0,
+        match_reference_level: bool = True,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -168,6 +187,7 @@ class VoiceCloner:
         self.max_new_frames = max(1, min(frames, model.config.max_mel_frames))
         self.stop_threshold = stop_threshold
         self.seed = seed
+        self.match_reference_level = match_reference_level
 
     @classmethod
     def from_pretrained(cls, model_dir: str | os.PathLike, device: str | torch.device = "cpu", **kwargs):
@@ -223,11 +243,17 @@ class VoiceCloner:
             max_new_frames=self.max_new_frames,
             stop_threshold=self.stop_threshold,
         )
+        waveform, gain_db = speech.waveform, 0.0
+        if self.match_reference_level and len(waveform):
+            clone_mel = mel_spectrogram(torch.from_numpy(waveform), self.model.config.mel_config).T
+            gain_db = level_matching_gain_db(clone_mel, reference_mel[0].cpu(), float(np.abs(waveform).max()))
+            waveform = apply_gain(waveform, gain_db)
         return CloneResult(
-            waveform=speech.waveform,
+            waveform=waveform,
             sampling_rate=self.sampling_rate,
             hit_max_length=speech.hit_max_length,
             attention=speech.attention,
             seconds=speech.seconds,
             text=normalized,
+            gain_db=gain_db,
         )

@@ -215,7 +215,7 @@ class TestCloneCommand:
         assert code == 0, captured.err
         audio, rate = sf.read(output)
         assert rate == RATE and len(audio) > 0 and np.isfinite(audio).all()
-        assert "wrote" in captured.out
+        assert "wrote" in captured.out and "level matched to the reference" in captured.out
         # An untrained model does not stop: the user is told, not left to wonder why the clip is cut.
         assert "did not stop by itself" in captured.err
         assert not list(tmp_path.glob("*.tmp*"))
@@ -253,3 +253,27 @@ class TestCloneCommand:
         assert result.waveform.dtype == np.float32 and result.sampling_rate == RATE
         assert result.attention.ndim == 2 and result.attention.shape[1] > 0
         assert result.text == "ez ê sibê werim malê." or result.text.lower().startswith("ez ê")
+
+
+class TestCloneLevel:
+    """A clone comes out at the reference's speech level, never clipping; the gain applied is reported."""
+
+    def test_clone_is_brought_to_the_reference_level(self, tokenizer):
+        from kurdish_tts.audio.loudness import PEAK_CEILING_DBFS, active_level_db
+        from kurdish_tts.audio.features import mel_spectrogram
+
+        model = tiny(tokenizer)
+        with torch.no_grad():
+            model.stop_head.bias.fill_(-20.0)
+        reference = speech_like(4.0)
+        raw = VoiceCloner(model, tokenizer, max_seconds=0.3, match_reference_level=False).clone("şev baş", reference)
+        matched = VoiceCloner(model, tokenizer, max_seconds=0.3).clone("şev baş", reference)
+        assert raw.gain_db == 0.0 and matched.gain_db != 0.0
+        np.testing.assert_allclose(matched.waveform, raw.waveform * 10 ** (matched.gain_db / 20), rtol=1e-5, atol=1e-7)
+        config = model.config.mel_config
+        level = lambda w: active_level_db(mel_spectrogram(torch.from_numpy(w), config).T)  # noqa: E731
+        peak_db = 20 * np.log10(np.abs(matched.waveform).max())
+        # This untrained model is louder than the reference: turned down, so the peak ceiling (tested in
+        # test_loudness) does not bind and the levels meet.
+        assert matched.gain_db < 0 and peak_db < PEAK_CEILING_DBFS
+        assert level(matched.waveform) == pytest.approx(level(reference), abs=0.1)

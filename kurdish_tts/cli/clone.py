@@ -3,7 +3,8 @@
     kurdish-tts clone --model runs/xtts/best_model --reference grandmother.wav --text "Ez ê sibê werim." --output out.wav
 
 The reference should hold 3 to 10 seconds of the person speaking; a shorter, silent or narrow-band (below the
-model's rate, e.g. 8 kHz) clip is refused with a message saying what to record. The WAV is written atomically.
+model's rate, e.g. 8 kHz) clip is refused with a message saying what to record. The clone is brought to the
+reference's speech level (`--keep_model_level` writes it as the model made it). The WAV is written atomically.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ def make_parser() -> OneLineArgumentParser:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     parser.add_argument("--max_seconds", type=float, default=30.0, help="length cap of the utterance (default 30)")
+    parser.add_argument(
+        "--keep_model_level",
+        action="store_true",
+        help="write the clone at the level the model made it, not at the reference's speech level",
+    )
     return parser
 
 
@@ -47,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     # One line of output per clone: no "Loading weights" progress bar in front of the messages.
     transformers_logging.disable_progress_bar()
 
-    cloner = VoiceCloner.from_pretrained(args.model, args.device, max_seconds=args.max_seconds)
+    cloner = VoiceCloner.from_pretrained(
+        args.model, args.device, max_seconds=args.max_seconds, match_reference_level=not args.keep_model_level
+    )
     # The reference is checked before the vocoder loads and before any generation.
     reference = load_reference(args.reference, cloner.sampling_rate)
     if args.vocoder.lower() not in ("griffin-lim", "griffin_lim", "griffinlim"):
@@ -58,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     result = cloner.clone(args.text, reference)
     path = result.save(args.output)
     seconds = len(result.waveform) / result.sampling_rate
-    print(f"wrote {path} ({seconds:.1f} s, {result.sampling_rate} Hz) in {result.seconds:.1f} s")
+    level = "" if args.keep_model_level else f", level matched to the reference: {result.gain_db:+.1f} dB"
+    print(f"wrote {path} ({seconds:.1f} s, {result.sampling_rate} Hz{level}) in {result.seconds:.1f} s")
     if result.hit_max_length:
         print(
             f"warning: the model did not stop by itself and was cut at --max_seconds {args.max_seconds:g}: it has not "

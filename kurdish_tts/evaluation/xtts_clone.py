@@ -203,6 +203,7 @@ class CloneScore:
     health_problems: list
     similarity: dict
     rtf: float | None = None
+    gain_db: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -219,6 +220,7 @@ def score_clone(
     reference: np.ndarray,
     other_voices: Mapping[str, np.ndarray],
     synthesis_seconds: float | None = None,
+    gain_db: float | None = None,
 ) -> CloneScore:
     """Every figure of one clone (all clips at `sampling_rate`, mono float in [-1, 1]).
 
@@ -228,6 +230,8 @@ def score_clone(
         hit_max_length: Whether generation ran into its cap. seconds_per_step: `reduction_factor * hop / rate`.
         reference: The reference clip the voice was cloned from. other_voices: A clip of each other voice.
         synthesis_seconds: Wall time of the synthesis, for the real-time factor.
+        gain_db: The level match applied to the clone (`CloneResult.gain_db`), kept so that the model's own level
+            stays visible next to the health figures of the matched clip.
     """
     path = attention_path(attention)
     stopped, overrun = stopped_at_text_end(path, hit_max_length, seconds_per_step)
@@ -247,6 +251,7 @@ def score_clone(
         health_problems=health_problems(health),
         similarity=speaker_similarity(clone, reference, other_voices),
         rtf=None if synthesis_seconds is None else synthesis_seconds / max(seconds, 1e-9),
+        gain_db=gain_db,
     )
 
 
@@ -271,4 +276,5 @@ def summarize_clones(scores: Sequence[CloneScore]) -> dict[str, float]:
         "similarity_to_reference": mean(s.similarity["to_reference"] for s in scores),
         "similarity_margin": mean(s.similarity["margin"] for s in scores),
         "rtf": mean(s.rtf for s in scores),
+        "gain_db": mean(s.gain_db for s in scores),
     }
