@@ -64,6 +64,30 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
         {"position_init": "aligned", "hidden_size": 64, "intermediate_size": 128, "prenet_hidden_size": 64},
         {"scheduled_sampling": 0.5},
     ),
+    # The same at the small size's reduction factor: two frames (32 ms) per step, so a step passes fewer tokens.
+    "aligned_ga_step_end_ss05_w64_r2": (
+        {
+            "position_init": "aligned",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "prenet_hidden_size": 64,
+            "reduction_factor": 2,
+        },
+        {"scheduled_sampling": 0.5},
+    ),
+    # And with the prenet dropout of the small and base sizes (0.5; the tiny size has none, for the tests): teacher
+    # forced, the decoder above copies the previous frames, and free running it then has nothing to copy.
+    "aligned_ga_step_end_ss05_w64_r2_prenet05": (
+        {
+            "position_init": "aligned",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "prenet_hidden_size": 64,
+            "reduction_factor": 2,
+            "prenet_dropout": 0.5,
+        },
+        {"scheduled_sampling": 0.5},
+    ),
 }
 
 

@@ -12,7 +12,8 @@ iterations as `griffin-lim-100`, or a local neural vocoder folder); one that can
 not skipped silently.
 
 Writes to `--out`: `clone_table.md` and `clone_table.json`, `wavs/` (reference, recordings, clones per vocoder),
-`attention/` (one PNG per clone, decoder steps against text tokens).
+`attention/` (one PNG per clone, decoder steps against text tokens), `spectrograms/` (the recording and the first
+vocoder's clone, full band from 0 Hz to Nyquist, where a DC offset or a tone would show).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kurdish_tts.atomic import write_json_atomically, write_text_atomically  # noqa: E402
 from kurdish_tts.audio.io import load_audio, write_audio  # noqa: E402
 from kurdish_tts.clone import VoiceCloner  # noqa: E402
-from kurdish_tts.evaluation.plots import alignment_figure, save_figure  # noqa: E402
+from kurdish_tts.evaluation.plots import alignment_figure, full_band_spectrogram_figure, save_figure  # noqa: E402
 from kurdish_tts.evaluation.xtts_clone import score_clone, speaker_similarity, summarize_clones  # noqa: E402
 from kurdish_tts.models.xtts.vocoder import GriffinLimVocoder, load_vocoder  # noqa: E402
 
@@ -102,6 +103,7 @@ def main(argv=None) -> int:
     vocoders, unavailable = make_vocoders([v for v in options.vocoders.split(",") if v], config.mel_config)
     (out / "wavs").mkdir(parents=True, exist_ok=True)
     (out / "attention").mkdir(parents=True, exist_ok=True)
+    (out / "spectrograms").mkdir(parents=True, exist_ok=True)
     write_audio(out / "wavs" / "reference.wav", reference, rate)
     reference_mel = cloner.reference_mel(reference)
 
@@ -146,6 +148,9 @@ def main(argv=None) -> int:
                     xlabel=f"decoder step ({config.reduction_factor} mel frames each)",
                 )
                 save_figure(figure, out / "attention" / f"{index:02d}.png")
+                clips = [("recording", recording), (f"clone ({name})", np.clip(result.waveform, -1, 1))]
+                figure = full_band_spectrogram_figure(clips, rate, title=f"clone {index:02d}: {text[:60]}")
+                save_figure(figure, out / "spectrograms" / f"{index:02d}.png")
             print(
                 f"{index:02d} {name}: ratio {score.duration_ratio:.2f} stop {score.stopped_by_head} reads "
                 f"{score.reads_text} (cov {score.coverage:.2f}, mono {score.monotonic_fraction:.2f}) mcd "
