@@ -41,14 +41,17 @@ deliver_results() {  # two archives: each returned file may hold at most 16 MiB
   true
 }
 trap deliver_results EXIT
-export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
   PYTHONUNBUFFERED=1
 exec > >(tee -a "$out/xtts_clone_gpu.log") 2>&1
 
 # 1. Wheels
 if ! python -c "import datasets, soundfile, librosa" 2>/dev/null; then
   say "installing the carried wheels"
-  pip install --no-index --no-deps --quiet .whl/*.whl || say "pip install failed"
+  # Into a folder of their own: the device's Python may refuse to change its own site-packages.
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || say "pip install failed"
+  export PYTHONPATH=$PYTHONPATH:/tmp/site
 fi
 python -c "import datasets, soundfile, librosa, torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
   || { say "datasets/soundfile/librosa still missing: carry .whl (see the header)"; exit 1; }
