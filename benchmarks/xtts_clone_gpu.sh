@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue 20's GPU experiment in one remote call (~9 minutes on one H100): train the `small` XTTS-style model on a
-# multi-voice espeak-ng corpus with one voice held out, then clone that voice on held-out sentences and score it.
+# Issue 20's GPU experiment in one remote call (8 minutes on one H100 with XTTS_TRAIN_MINUTES=7): train the `small`
+# XTTS-style model on a multi-voice espeak-ng corpus with one voice held out, then clone that voice on held-out
+# sentences and score it.
 #
 #   bash benchmarks/xtts_clone_gpu.sh                 # corpus gpu/xtts_corpus, results under $OUT
 #   XTTS_GPU_SMOKE=1 OUT=/tmp/smoke bash benchmarks/xtts_clone_gpu.sh     # CPU check: tiny model, a few steps
@@ -95,8 +96,12 @@ elif [ -n "${XTTS_CPU:-}" ]; then
 else
   # Evaluations every 500 steps: each generates 4 held-out clips autoregressively, which an untrained model runs
   # to the length cap; more often would spend a large share of the 5 minutes there.
+  # The budget probe times 40 steps after 40 warm-up steps: with 5 warm-up steps (the default) the loader workers
+  # were still starting and the probe measured 4.3x the real pace; a re-plan may only double the plan, so the first
+  # run (2026-12-07) stopped at 3.7 of its 5 minutes.
   size_flags=(--model_size small --bf16 true --tf32 true --per_device_train_batch_size 32 --eval_steps 500
-    --save_steps 500 --dataloader_num_workers 6 --preprocessing_num_workers 8 --synthesis_metrics_samples 4)
+    --save_steps 500 --dataloader_num_workers 6 --preprocessing_num_workers 8 --synthesis_metrics_samples 4
+    --budget_warmup_steps 40 --budget_probe_steps 40)
   eval_items=${XTTS_EVAL_ITEMS:-10}
   size=small
   train_limit=$(python -c "print(int($minutes * 60 + 60))") eval_limit=240
