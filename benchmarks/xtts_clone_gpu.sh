@@ -97,8 +97,8 @@ else
   # Evaluations every 500 steps: each generates 4 held-out clips autoregressively, which an untrained model runs
   # to the length cap; more often would spend a large share of the 5 minutes there.
   # The budget probe times 40 steps after 40 warm-up steps: with 5 warm-up steps (the default) the loader workers
-  # were still starting and the probe measured 4.3x the real pace; a re-plan may only double the plan, so the first
-  # run (2026-12-07) stopped at 3.7 of its 5 minutes.
+  # were still starting and the probe measured 4.3x the real pace; a re-plan could then only double the plan (now
+  # 5x), so the first run (2026-12-07) stopped at 3.7 of its 5 minutes.
   size_flags=(--model_size small --bf16 true --tf32 true --per_device_train_batch_size 32 --eval_steps 500
     --save_steps 500 --dataloader_num_workers 6 --preprocessing_num_workers 8 --synthesis_metrics_samples 4
     --budget_warmup_steps 40 --budget_probe_steps 40)

@@ -24,7 +24,7 @@ from .schedules import RETARGETABLE_SCHEDULES, _retarget_schedules
 logger = logging.getLogger("kurdish_tts.trainers.budget")
 
 
-def apply_plan(trainer: Trainer, plan: TrainingPlan, headroom: float = 1.0) -> TimeBudgetCallback:
+def apply_plan(trainer: Trainer, plan: TrainingPlan, headroom: float = 4.0) -> TimeBudgetCallback:
     """Make `trainer` run `plan`: set `args.max_steps` and attach a `TimeBudgetCallback` for its deadline.
 
     The learning-rate schedule (warm-up, as a count or a ratio, then decay) spans exactly the planned steps. The
@@ -32,8 +32,10 @@ def apply_plan(trainer: Trainer, plan: TrainingPlan, headroom: float = 1.0) -> T
     and stretching or shrinking the schedule with it, so that a probe that was a little slow or fast does not leave
     part of the budget unused or make the run stop early. The Trainer fixes its number of epochs from `max_steps` when
     `train()` starts, so `args.max_steps` is set `headroom` above the plan: the room a re-plan can grow into (a
-    bound on the epoch loop only: the run ends at the plan's step). It is wide (2x) because a probe can be far off:
-    with CUDA graphs an H100 ran 2.6x faster than its probe when the room was 25 %, and ended 46 % early. For
+    bound on the epoch loop only: the run ends at the plan's step). It is wide (5x) because a probe can be far off:
+    with CUDA graphs an H100 ran 2.6x faster than its probe when the room was 25 %, and ended 46 % early; the small
+    XTTS-style model on an H100 (six loader workers, five warm-up steps) ran 4.3x faster than its probe when the room
+    was 2x, and ended after 3.7 of its 5 minutes (`benchmarks/README.md`, "The GPU experiment"). For
     schedules that cannot be re-targeted (`reduce_lr_on_plateau`, custom ones) there is no headroom and no re-plan;
     the callback then only stops a late run.
 
