@@ -14,7 +14,8 @@
 #   1. install the carried wheels (only what is missing);
 #   2. a training corpus of the training voices only (metadata filtered, audio linked): the held-out voice of
 #      `split.json` never reaches training, neither do its held-out sentences (no training voice reads them);
-#   3. `scripts/train_xtts.py --model_size small --mel_settings mms`, bf16, for XTTS_TRAIN_MINUTES (default 5) of
+#   3. `scripts/train_xtts.py --model_size small --mel_settings mms` (XTTS_SIZE=base for the base size), bf16, for
+#      XTTS_TRAIN_MINUTES (default 5) of
 #      wall clock: the run's time budget plans max_steps from timed steps and its TimeBudgetCallback stops it in
 #      time; a `timeout` one minute past the budget is the backstop, so the call always reaches step 4;
 #   4. `benchmarks/xtts_clone_eval.py` on the best model (the final model when no evaluation passed the health
@@ -99,11 +100,11 @@ else
   # The budget probe times 40 steps after 40 warm-up steps: with 5 warm-up steps (the default) the loader workers
   # were still starting and the probe measured 4.3x the real pace; a re-plan could then only double the plan (now
   # 5x), so the first run (2026-12-07) stopped at 3.7 of its 5 minutes.
-  size_flags=(--model_size small --bf16 true --tf32 true --per_device_train_batch_size 32 --eval_steps 500
+  size=${XTTS_SIZE:-small}
+  size_flags=(--model_size "$size" --bf16 true --tf32 true --per_device_train_batch_size 32 --eval_steps 500
     --save_steps 500 --dataloader_num_workers 6 --preprocessing_num_workers 8 --synthesis_metrics_samples 4
     --budget_warmup_steps 40 --budget_probe_steps 40)
   eval_items=${XTTS_EVAL_ITEMS:-10}
-  size=small
   train_limit=$(python -c "print(int($minutes * 60 + 60))") eval_limit=240
 fi
 hours=$(python -c "print($minutes / 60)")
