@@ -3,8 +3,8 @@ of a recording.
 
 A model trained with an L1 loss on log-mels predicts the middle of what it has seen: its frames are flatter than a
 recording's, the loud vowels lose the most, and since a clip's RMS is dominated by its loudest frames the waveform
-comes out quiet (the tiny XTTS-style model's clones were 13-16 dB below the recordings, though their mean log-mel
-was within 0.5 nats). Matching the clone's speech level to the reference clip's puts the voice where the user
+comes out quiet (the tiny XTTS-style model's clones were 14-17 dB below the recordings, though their mean log-mel
+was only 0.2-0.6 nats lower: `benchmarks/xtts_clone_level.py`). Matching the clone's speech level to the reference clip's puts the voice where the user
 recorded it, without touching its spectrum.
 
 Levels are measured on log-mels, so that a reference given as a log-mel (as the cloner and the benchmarks pass it)
