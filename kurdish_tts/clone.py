@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from .audio.features import mel_spectrogram
-from .audio.loudness import apply_gain, level_matching_gain_db
 from .audio.io import AudioDecodeError, read_audio, resample, write_audio
+from .audio.loudness import apply_gain, level_matching_gain_db
 from .errors import UsageError
 from .text import normalize_text, tokenizer_characters
 

@@ -6,6 +6,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from kurdish_tts.audio.features import mel_spectrogram
+from kurdish_tts.audio.loudness import PEAK_CEILING_DBFS, active_level_db
 from kurdish_tts.cli import clone as clone_cli
 from kurdish_tts.clone import MIN_REFERENCE_SECONDS, ReferenceClipError, VoiceCloner, check_reference
 from kurdish_tts.evaluation.xtts_clone import attention_path, speaker_similarity, stopped_at_text_end
@@ -259,9 +261,6 @@ class TestCloneLevel:
     """A clone comes out at the reference's speech level, never clipping; the gain applied is reported."""
 
     def test_clone_is_brought_to_the_reference_level(self, tokenizer):
-        from kurdish_tts.audio.loudness import PEAK_CEILING_DBFS, active_level_db
-        from kurdish_tts.audio.features import mel_spectrogram
-
         model = tiny(tokenizer)
         with torch.no_grad():
             model.stop_head.bias.fill_(-20.0)

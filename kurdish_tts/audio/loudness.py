@@ -41,10 +41,12 @@ def active_level_db(log_mel: torch.Tensor | np.ndarray) -> float:
     """
     values = torch.as_tensor(log_mel, dtype=torch.float64)
     if values.dim() != 2 or values.shape[0] == 0:
-        raise ValueError(f"log_mel must have shape (frames, n_mels) with at least one frame, got {tuple(values.shape)}")
-    frame_power_db = 10.0 * torch.log10(torch.exp(2.0 * values).mean(dim=1))
-    active = frame_power_db >= frame_power_db.max() - ACTIVE_RANGE_DB
-    return float(10.0 * torch.log10((10.0 ** (frame_power_db[active] / 10.0)).mean()))
+        raise ValueError(
+            f"log_mel must have shape (frames, n_mels) with at least one frame, got {tuple(values.shape)}"
+        )
+    frame_power = torch.exp(2.0 * values).mean(dim=1)
+    active = frame_power >= frame_power.max() * 10.0 ** (-ACTIVE_RANGE_DB / 10.0)
+    return float(10.0 * torch.log10(frame_power[active].mean()))
 
 
 def level_matching_gain_db(
